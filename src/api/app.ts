@@ -1,0 +1,141 @@
+import type { Authenticator } from "../auth/authenticate.ts";
+import type { Identity } from "../auth/identity.ts";
+import { forwardRequest } from "../proxy/forward.ts";
+import { parseProxyTarget } from "../proxy/proxy-path.ts";
+import { planProxy, type ProxyDeps } from "../proxy/plan.ts";
+import type { StoredObject } from "../store/object.ts";
+import { apiGroup, apiGroupList, apiResourceList, apiVersions, openApiV3Document, openApiV3Index, versionInfo } from "./discovery.ts";
+import { GROUP, VERSION, type KindDefinition } from "./kind.ts";
+import { create, listOrWatch, patch, read, remove, replace, type KindEndpoint } from "./rest.ts";
+import { ApiError, asApiError, badRequest, methodNotAllowed, pathNotFound, statusResponse } from "./status.ts";
+
+export interface ApiDeps extends ProxyDeps {
+  authenticator: Authenticator;
+  endpoints: KindEndpoint<StoredObject>[];
+  /** Longest wait for a cluster's response head. */
+  upstreamHeaderTimeoutMs: number;
+  /** Extra routes owned by other modules (e.g. kubeconfig generation), tried before the REST ones. */
+  extraRoutes?: (req: Request, identity: Identity, path: string) => Promise<Response | undefined>;
+  /** Sees every proxied request; may wrap the response (e.g. to count bytes for the audit log). */
+  onProxied?: (event: ProxiedEvent) => Response | undefined;
+  metrics: () => string;
+}
+
+export interface ProxiedEvent {
+  identity: Identity;
+  req: Request;
+  plan: ReturnType<typeof planProxy>;
+  status: number;
+  startedAt: number;
+  response?: Response;
+}
+
+const GROUP_PREFIX = `/apis/${GROUP}/${VERSION}`;
+
+function json(body: unknown, status = 200): Response {
+  return Response.json(body, { status });
+}
+
+/** The raw request target (path + query) exactly as the client sent it, without normalisation. */
+export function rawTarget(url: string): string {
+  const afterScheme = url.indexOf("//");
+  const slash = url.indexOf("/", afterScheme + 2);
+  return slash < 0 ? "/" : url.slice(slash);
+}
+
+/** Builds the request handler behind the edge: discovery, kpass objects, and the cluster proxy. */
+export function createApiHandler(deps: ApiDeps): (req: Request) => Promise<Response> {
+  const kinds = deps.endpoints.map((e) => e.kind as KindDefinition<StoredObject>);
+  const byPlural = new Map(deps.endpoints.map((e) => [e.kind.plural, e]));
+
+  async function proxy(req: Request, identity: Identity, target: string): Promise<Response | undefined> {
+    const parsed = parseProxyTarget(target);
+    if (!parsed) return undefined;
+    if (req.headers.get("upgrade")) {
+      throw badRequest("upgrade requests (exec, attach, port-forward) must be the first request on a new connection; open a new connection for each");
+    }
+    const plan = planProxy(deps, identity, parsed, { method: req.method, headers: req.headers, upgrade: false });
+    const startedAt = performance.now();
+    try {
+      const response = await forwardRequest(req, { transport: plan.transport, path: parsed.path, search: parsed.search, headers: plan.headers, headerTimeoutMs: deps.upstreamHeaderTimeoutMs });
+      return deps.onProxied?.({ identity, req, plan, status: response.status, startedAt, response }) ?? response;
+    } catch (error) {
+      deps.onProxied?.({ identity, req, plan, status: asApiError(error).code, startedAt });
+      throw error;
+    }
+  }
+
+  function resources(req: Request, identity: Identity, path: string): Promise<Response> | Response {
+    const parts = path.slice(GROUP_PREFIX.length + 1).split("/");
+    const [plural, name, subresource, ...extra] = parts;
+    const endpoint = plural ? byPlural.get(plural) : undefined;
+    if (!endpoint || extra.length > 0 || name === "") throw pathNotFound(path);
+    if (subresource !== undefined && subresource !== "status") throw pathNotFound(path);
+    const method = req.method;
+    if (name === undefined) {
+      if (method === "GET") return listOrWatch(req, endpoint, identity);
+      if (method === "POST") return create(req, endpoint, identity);
+      throw methodNotAllowed(method, path);
+    }
+    const sub = subresource === "status" ? "status" : "";
+    switch (method) {
+      case "GET":
+        return read(req, endpoint, name, identity);
+      case "PUT":
+        return replace(req, endpoint, name, identity, sub);
+      case "PATCH":
+        return patch(req, endpoint, name, identity, sub);
+      case "DELETE":
+        if (sub) throw methodNotAllowed(method, path);
+        return remove(req, endpoint, name, identity);
+      default:
+        throw methodNotAllowed(method, path);
+    }
+  }
+
+  async function authenticated(req: Request, path: string, target: string): Promise<Response> {
+    const identity = await deps.authenticator.authenticate(req.headers);
+    const proxied = await proxy(req, identity, target);
+    if (proxied) return proxied;
+    const extra = await deps.extraRoutes?.(req, identity, path);
+    if (extra) return extra;
+    if (req.method !== "GET" && !path.startsWith(GROUP_PREFIX + "/")) throw methodNotAllowed(req.method, path);
+    switch (path) {
+      case "/api":
+        return json(apiVersions());
+      case "/apis":
+        return json(apiGroupList());
+      case `/apis/${GROUP}`:
+        return json(apiGroup());
+      case GROUP_PREFIX:
+        return json(apiResourceList(kinds));
+      case "/openapi/v3":
+        return json(openApiV3Index());
+      case `/openapi/v3/apis/${GROUP}/${VERSION}`:
+        return json(openApiV3Document(kinds));
+      case "/metrics":
+        if (!identity.isAdmin) throw new ApiError(403, "Forbidden", `pass "${identity.pass}" may not read metrics`);
+        return new Response(deps.metrics(), { headers: { "content-type": "text/plain; version=0.0.4" } });
+    }
+    if (path.startsWith(GROUP_PREFIX + "/")) return resources(req, identity, path);
+    throw pathNotFound(path);
+  }
+
+  return async function handle(req: Request): Promise<Response> {
+    try {
+      const target = rawTarget(req.url);
+      const path = target.split("?")[0]!;
+      switch (path) {
+        case "/healthz":
+        case "/livez":
+        case "/readyz":
+          return new Response("ok", { headers: { "content-type": "text/plain" } });
+        case "/version":
+          return json(versionInfo());
+      }
+      return await authenticated(req, path, target);
+    } catch (error) {
+      return statusResponse(asApiError(error));
+    }
+  };
+}

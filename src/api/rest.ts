@@ -1,0 +1,243 @@
+import type { Identity } from "../auth/identity.ts";
+import type { ObjectStore } from "../store/object-store.ts";
+import type { StoredObject } from "../store/object.ts";
+import { matchesLabels, parseLabelSelector, parseNameFieldSelector } from "../store/label-selector.ts";
+import { readObjectBody, readPatchBody } from "./body.ts";
+import { API_VERSION, GROUP, type KindDefinition } from "./kind.ts";
+import { applyPatchDocument } from "./patch.ts";
+import { prune } from "./schema.ts";
+import { ApiError, badRequest, forbidden, invalid, methodNotAllowed, successStatus } from "./status.ts";
+import { toTable, wantsTable } from "./table.ts";
+import { watchResponse } from "./watch.ts";
+
+/** One kind served over REST: its definition, its store, and who may write it. */
+export interface KindEndpoint<T extends StoredObject> {
+  kind: KindDefinition<T>;
+  store: ObjectStore<T>;
+  /** What a create response carries beyond the object (e.g. a token shown once). */
+  createdResponse?: (object: T) => Promise<Record<string, unknown>>;
+}
+
+const DNS1123_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+function query(req: Request): URLSearchParams {
+  return new URL(req.url).searchParams;
+}
+
+function isDryRun(req: Request): boolean {
+  const dryRun = query(req).getAll("dryRun");
+  if (dryRun.some((v) => v !== "All")) throw badRequest(`invalid dryRun value ${dryRun.join(",")}: only "All" is supported`);
+  return dryRun.length > 0;
+}
+
+function requireWriter(viewer: Identity, kind: KindDefinition<StoredObject>, verb: string): void {
+  if (!viewer.isAdmin) throw forbidden(`${kind.plural}.${GROUP} is forbidden: pass "${viewer.pass}" (user "${viewer.user}") cannot ${verb} ${kind.plural}.${GROUP}: only an admin pass may change them`);
+}
+
+/** Schema pruning per the fieldValidation query parameter (Strict / Warn / Ignore). */
+function pruneBody<T extends StoredObject>(req: Request, kind: KindDefinition<T>, body: Record<string, unknown>, warnings: string[]): T {
+  const mode = query(req).get("fieldValidation") ?? "Warn";
+  if (!["Strict", "Warn", "Ignore"].includes(mode)) throw badRequest(`fieldValidation must be Strict, Warn or Ignore, got "${mode}"`);
+  const { value, unknownFields, typeErrors } = prune(body, kind.schema, "");
+  const name = String((body.metadata as { name?: unknown } | undefined)?.name ?? "");
+  if (typeErrors.length > 0) throw invalid(kind.kind, name, typeErrors.map((e) => ({ field: e.field.replace(/^\./, ""), message: e.message, reason: "FieldValueTypeInvalid" })));
+  const unknown = unknownFields.map((f) => f.replace(/^\./, ""));
+  if (unknown.length > 0) {
+    if (mode === "Strict") throw badRequest(`strict decoding error: ${unknown.map((f) => `unknown field "${f}"`).join(", ")}`);
+    if (mode === "Warn") warnings.push(...unknown.map((f) => `unknown field "${f}"`));
+  }
+  return value as T;
+}
+
+function checkTypeMeta(kind: KindDefinition<StoredObject>, object: StoredObject): void {
+  if (object.apiVersion !== API_VERSION) throw badRequest(`apiVersion must be "${API_VERSION}", got "${object.apiVersion ?? ""}"`);
+  if (object.kind !== kind.kind) throw badRequest(`kind must be "${kind.kind}", got "${object.kind ?? ""}"`);
+}
+
+function checkName(kind: KindDefinition<StoredObject>, name: string): void {
+  if (!name) throw invalid(kind.kind, name, [{ field: "metadata.name", message: "Required value: name is required" }]);
+  if (!DNS1123_SUBDOMAIN.test(name)) {
+    throw invalid(kind.kind, name, [
+      { field: "metadata.name", message: `Invalid value: "${name}": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character` },
+    ]);
+  }
+}
+
+function validated<T extends StoredObject>(kind: KindDefinition<T>, object: T): T {
+  checkTypeMeta(kind as KindDefinition<StoredObject>, object);
+  checkName(kind as KindDefinition<StoredObject>, object.metadata?.name);
+  const problems = kind.validate(object);
+  if (problems.length > 0) throw invalid(kind.kind, object.metadata.name, problems);
+  return kind.normalize(object);
+}
+
+function warningHeaders(warnings: string[]): Headers {
+  const headers = new Headers({ "content-type": "application/json" });
+  for (const w of warnings) headers.append("Warning", `299 - "${w.replace(/"/g, "'")}"`);
+  return headers;
+}
+
+function respond(body: unknown, status: number, warnings: string[] = []): Response {
+  return new Response(JSON.stringify(body), { status, headers: warningHeaders(warnings) });
+}
+
+function specChanged(a: StoredObject, b: StoredObject): boolean {
+  return JSON.stringify(a.spec) !== JSON.stringify(b.spec);
+}
+
+/** A view of the list a caller may see, honouring label/field selectors, limit and continue. */
+function selectVisible<T extends StoredObject>(req: Request, endpoint: KindEndpoint<T>, viewer: Identity) {
+  const q = query(req);
+  const labels = parseLabelSelector(q.get("labelSelector"));
+  const byName = parseNameFieldSelector(q.get("fieldSelector"));
+  return (object: T) => endpoint.kind.visibleTo(object, viewer) && matchesLabels(labels, object.metadata.labels) && byName(object.metadata.name);
+}
+
+function paginate<T extends StoredObject>(req: Request, items: T[]): { page: T[]; continueToken?: string } {
+  const q = query(req);
+  const limit = Number(q.get("limit") ?? "0");
+  let start = 0;
+  const token = q.get("continue");
+  if (token) {
+    const after = Buffer.from(token, "base64url").toString("utf8");
+    start = items.findIndex((o) => o.metadata.name > after);
+    if (start < 0) start = items.length;
+  }
+  if (!Number.isInteger(limit) || limit <= 0 || start + limit >= items.length) return { page: items.slice(start) };
+  const page = items.slice(start, start + limit);
+  return { page, continueToken: Buffer.from(page[page.length - 1]!.metadata.name).toString("base64url") };
+}
+
+function parseRevision(value: string | null): number | undefined {
+  if (value === null || value === "" || value === "0") return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw badRequest(`invalid resourceVersion "${value}"`);
+  return n;
+}
+
+export async function listOrWatch<T extends StoredObject>(req: Request, endpoint: KindEndpoint<T>, viewer: Identity): Promise<Response> {
+  const q = query(req);
+  const { kind, store } = endpoint;
+  const include = selectVisible(req, endpoint, viewer);
+  const watch = q.get("watch");
+  if (watch === "1" || watch === "true") {
+    const table = wantsTable(req);
+    const present = (object: T) => {
+      if (!include(object)) return undefined;
+      const shown = kind.redact(object, viewer);
+      return table ? toTable(req, kind, [shown], { resourceVersion: shown.metadata.resourceVersion }) : shown;
+    };
+    const timeout = Number(q.get("timeoutSeconds") ?? "0");
+    return watchResponse(store, { fromRevision: parseRevision(q.get("resourceVersion")), present, timeoutSeconds: Number.isFinite(timeout) ? timeout : 0, signal: req.signal });
+  }
+  const revision = String(store.revision);
+  const { page, continueToken } = paginate(req, store.list().filter(include));
+  const shown = page.map((o) => kind.redact(o, viewer));
+  const listMeta = continueToken ? { resourceVersion: revision, continue: continueToken } : { resourceVersion: revision };
+  if (wantsTable(req)) return respond(toTable(req, kind, shown, listMeta), 200);
+  return respond({ kind: kind.listKind, apiVersion: API_VERSION, metadata: listMeta, items: shown }, 200);
+}
+
+export async function create<T extends StoredObject>(req: Request, endpoint: KindEndpoint<T>, viewer: Identity): Promise<Response> {
+  const { kind, store } = endpoint;
+  requireWriter(viewer, kind as KindDefinition<StoredObject>, "create");
+  const warnings: string[] = [];
+  const body = pruneBody(req, kind, await readObjectBody(req), warnings);
+  const metadata = (body.metadata ?? {}) as T["metadata"] & { generateName?: string };
+  if (!metadata.name && metadata.generateName) metadata.name = metadata.generateName + Math.random().toString(36).slice(2, 7);
+  const { uid: _u, resourceVersion: _rv, generation: _g, creationTimestamp: _c, ...clientMeta } = metadata;
+  const object = validated(kind, { ...body, metadata: clientMeta as T["metadata"], status: undefined } as T);
+  if (isDryRun(req)) return respond(kind.redact(object, viewer), 201, warnings);
+  const stored = await store.create(object);
+  const extra = (await endpoint.createdResponse?.(stored)) ?? {};
+  return respond({ ...kind.redact(stored, viewer), ...extra }, 201, warnings);
+}
+
+function visibleObject<T extends StoredObject>(endpoint: KindEndpoint<T>, name: string, viewer: Identity): T {
+  const object = endpoint.store.get(name);
+  if (!object || !endpoint.kind.visibleTo(object, viewer)) {
+    throw new ApiError(404, "NotFound", `${endpoint.kind.plural}.${GROUP} "${name}" not found`, { name, group: GROUP, kind: endpoint.kind.plural });
+  }
+  return object;
+}
+
+export function read<T extends StoredObject>(req: Request, endpoint: KindEndpoint<T>, name: string, viewer: Identity): Response {
+  const object = endpoint.kind.redact(visibleObject(endpoint, name, viewer), viewer);
+  if (wantsTable(req)) return respond(toTable(req, endpoint.kind, [object], { resourceVersion: object.metadata.resourceVersion }), 200);
+  return respond(object, 200);
+}
+
+/** PUT: replaces spec and metadata (or only status for the status subresource). */
+export async function replace<T extends StoredObject>(req: Request, endpoint: KindEndpoint<T>, name: string, viewer: Identity, subresource: "" | "status"): Promise<Response> {
+  const { kind, store } = endpoint;
+  requireWriter(viewer, kind as KindDefinition<StoredObject>, "update");
+  const warnings: string[] = [];
+  const body = pruneBody(req, kind, await readObjectBody(req), warnings);
+  if (body.metadata?.name && body.metadata.name !== name) throw badRequest(`the name of the object (${body.metadata.name}) does not match the name on the URL (${name})`);
+  const incoming = { ...body, metadata: { ...body.metadata, name } } as T;
+  return write(req, endpoint, name, viewer, subresource, () => incoming, warnings);
+}
+
+export async function patch<T extends StoredObject>(req: Request, endpoint: KindEndpoint<T>, name: string, viewer: Identity, subresource: "" | "status"): Promise<Response> {
+  const { kind } = endpoint;
+  requireWriter(viewer, kind as KindDefinition<StoredObject>, "patch");
+  const { type, patch: document } = await readPatchBody(req);
+  const warnings: string[] = [];
+  const change = (current: T): T => {
+    const patched = applyPatchDocument(type, current, document);
+    if (patched === null || typeof patched !== "object" || Array.isArray(patched)) throw badRequest("the patched object is not an object");
+    const pruned = pruneBody(req, kind, patched as Record<string, unknown>, warnings);
+    // A patch that does not name a resourceVersion applies to whatever is current.
+    const patchedRv = (patched as StoredObject).metadata?.resourceVersion;
+    return { ...pruned, metadata: { ...pruned.metadata, name, resourceVersion: patchedRv ?? current.metadata.resourceVersion } } as T;
+  };
+  return write(req, endpoint, name, viewer, subresource, change, warnings);
+}
+
+async function write<T extends StoredObject>(
+  req: Request,
+  endpoint: KindEndpoint<T>,
+  name: string,
+  viewer: Identity,
+  subresource: "" | "status",
+  next: (current: T) => T,
+  warnings: string[],
+): Promise<Response> {
+  const { kind, store } = endpoint;
+  visibleObject(endpoint, name, viewer);
+  const dryRun = isDryRun(req);
+  const build = (current: T): T => {
+    const candidate = next(current);
+    if (subresource === "status") {
+      return { ...current, status: candidate.status, metadata: { ...current.metadata, resourceVersion: candidate.metadata.resourceVersion } };
+    }
+    const merged = { ...candidate, status: current.status } as T;
+    return validated(kind, merged);
+  };
+  if (dryRun) {
+    const current = visibleObject(endpoint, name, viewer);
+    return respond(kind.redact(build(current), viewer), 200, warnings);
+  }
+  const stored = await store.update(name, build, { bumpGeneration: (a, b) => subresource === "" && specChanged(a, b) });
+  return respond(kind.redact(stored, viewer), 200, warnings);
+}
+
+export async function remove<T extends StoredObject>(req: Request, endpoint: KindEndpoint<T>, name: string, viewer: Identity): Promise<Response> {
+  const { kind, store } = endpoint;
+  requireWriter(viewer, kind as KindDefinition<StoredObject>, "delete");
+  visibleObject(endpoint, name, viewer);
+  let preconditions: { uid?: string; resourceVersion?: string } | undefined;
+  const text = req.body ? await req.text() : "";
+  if (text.trim()) {
+    try {
+      preconditions = (JSON.parse(text) as { preconditions?: { uid?: string; resourceVersion?: string } }).preconditions;
+    } catch {
+      throw badRequest("the DeleteOptions body could not be decoded as JSON");
+    }
+  }
+  if (isDryRun(req)) return respond(kind.redact(store.get(name)!, viewer), 200);
+  const deleted = await store.delete(name, preconditions);
+  return respond(kind.redact(deleted, viewer), 200);
+}
+
+export { methodNotAllowed, successStatus };

@@ -1,0 +1,62 @@
+import type { ObjectStore } from "../store/object-store.ts";
+import type { StoreEvent, StoredObject } from "../store/object.ts";
+import { asApiError } from "./status.ts";
+
+export interface WatchOptions<T extends StoredObject> {
+  fromRevision: number | undefined;
+  /** Turns an event's object into what the client sees, or undefined to skip the event. */
+  present(object: T): unknown;
+  timeoutSeconds?: number;
+  signal: AbortSignal;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * A Kubernetes watch stream: one JSON event per line, flushed as it happens, until the client goes
+ * away or timeoutSeconds pass. An event that cannot start (410 Gone) is sent as an ERROR event.
+ */
+export function watchResponse<T extends StoredObject>(store: ObjectStore<T>, options: WatchOptions<T>): Response {
+  let stop = () => {};
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      const send = (event: StoreEvent<T>) => {
+        const object = options.present(event.object);
+        if (object === undefined) return;
+        controller.enqueue(encoder.encode(JSON.stringify({ type: event.type, object }) + "\n"));
+      };
+      let watch: { stop(): void } | undefined;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const finish = () => {
+        watch?.stop();
+        if (timer) clearTimeout(timer);
+        options.signal.removeEventListener("abort", finish);
+      };
+      stop = finish;
+      try {
+        watch = store.watch(options.fromRevision, send);
+      } catch (error) {
+        controller.enqueue(encoder.encode(JSON.stringify({ type: "ERROR", object: asApiError(error).toStatus() }) + "\n"));
+        controller.close();
+        return;
+      }
+      options.signal.addEventListener("abort", finish);
+      if (options.timeoutSeconds && options.timeoutSeconds > 0) {
+        timer = setTimeout(() => {
+          finish();
+          try {
+            controller.close();
+          } catch {
+            // already closed by a cancelled client
+          }
+        }, options.timeoutSeconds * 1000);
+      }
+    },
+    cancel() {
+      stop();
+    },
+  });
+  return new Response(body, {
+    headers: { "content-type": "application/json", "cache-control": "no-cache, private", "x-content-type-options": "nosniff" },
+  });
+}

@@ -1,0 +1,16 @@
+import type { PolicyRule } from "./policy-rules.ts";
+
+/** Who is calling: the pass a request authenticated with, and what that pass may do. */
+export interface Identity {
+  /** Name of the Pass object. */
+  pass: string;
+  /** uid of the Pass (the token's `jti`). */
+  passUid: string;
+  user: string;
+  groups: string[];
+  /** May manage kpass itself (Clusters, Passes) and read credentials. */
+  isAdmin: boolean;
+  rules: PolicyRule[];
+  /** Decides whether a Cluster object is reachable with this pass. */
+  reachesCluster(cluster: { metadata: { name: string; labels?: Record<string, string> } }): boolean;
+}

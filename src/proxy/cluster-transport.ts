@@ -1,0 +1,75 @@
+import type { Cluster } from "../api/kinds/cluster.ts";
+
+/** TLS settings toward one cluster, in the shape both fetch() and Bun.connect() take. */
+export interface ClusterTls {
+  ca?: string;
+  cert?: string;
+  key?: string;
+  rejectUnauthorized: boolean;
+  serverName?: string;
+}
+
+/** Everything needed to send a request to one cluster as its stored identity. */
+export interface ClusterTransport {
+  cluster: string;
+  endpoint: URL;
+  tls: ClusterTls;
+  bearerToken?: string;
+  proxyURL?: string;
+  /** fetch() bound to this cluster's own keep-alive pool. */
+  fetch: (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
+  close(): void;
+}
+
+const decode = (base64: string) => Buffer.from(base64, "base64").toString("utf8");
+
+function clusterTls(cluster: Cluster): ClusterTls {
+  const access = cluster.spec.access;
+  const tls: ClusterTls = { rejectUnauthorized: !access.insecure };
+  if (access.caBundle) tls.ca = decode(access.caBundle);
+  if (access.tlsServerName) tls.serverName = access.tlsServerName;
+  const x509 = access.credential.type === "X509Certificate" ? access.credential.x509 : undefined;
+  if (x509) {
+    tls.cert = decode(x509.certificate);
+    tls.key = decode(x509.privateKey);
+  }
+  return tls;
+}
+
+function buildTransport(cluster: Cluster): ClusterTransport {
+  const access = cluster.spec.access;
+  const tls = clusterTls(cluster);
+  const session = new Bun.FetchSession({ tls, proxy: access.proxyURL || false, keepAlive: { idleTimeout: 90 } });
+  return {
+    cluster: cluster.metadata.name,
+    endpoint: new URL(access.endpoint),
+    tls,
+    bearerToken: access.credential.type === "ServiceAccountToken" ? access.credential.serviceAccountToken : undefined,
+    proxyURL: access.proxyURL,
+    fetch: session.fetch as ClusterTransport["fetch"],
+    close: () => session.close(),
+  };
+}
+
+/**
+ * One transport (and so one keep-alive pool) per cluster, rebuilt when the cluster's access
+ * settings change: a rotated credential never rides on a connection made with the old one.
+ */
+export class ClusterTransports {
+  private readonly transports = new Map<string, { fingerprint: string; transport: ClusterTransport }>();
+
+  for(cluster: Cluster): ClusterTransport {
+    const fingerprint = `${cluster.metadata.uid}:${JSON.stringify(cluster.spec.access)}`;
+    const cached = this.transports.get(cluster.metadata.name);
+    if (cached && cached.fingerprint === fingerprint) return cached.transport;
+    cached?.transport.close();
+    const transport = buildTransport(cluster);
+    this.transports.set(cluster.metadata.name, { fingerprint, transport });
+    return transport;
+  }
+
+  forget(name: string): void {
+    this.transports.get(name)?.transport.close();
+    this.transports.delete(name);
+  }
+}

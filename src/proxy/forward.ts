@@ -1,0 +1,70 @@
+import { ApiError } from "../api/status.ts";
+import type { ClusterTransport } from "./cluster-transport.ts";
+
+/** Response headers that belong to the upstream hop only. */
+const RESPONSE_HOP_BY_HOP = ["connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection", "upgrade"];
+
+/** Error codes Bun reports for a TLS failure toward the cluster (certificate or handshake). */
+function isTlsFailure(code: string, message: string): boolean {
+  return /CERT|SSL|TLS|SELF_SIGNED|ALTNAME|HANDSHAKE|UNABLE_TO_(GET|VERIFY)|DEPTH_ZERO/i.test(code) || /certificate|tls|ssl|handshake/i.test(message);
+}
+
+/** Turns a failed upstream fetch into the Status the caller sees, naming the cluster and the cause. */
+export function upstreamFailure(cluster: string, error: unknown, timedOut: boolean): ApiError {
+  if (timedOut) return new ApiError(503, "ServiceUnavailable", `cluster "${cluster}" is unreachable: no response within the connect timeout`);
+  const e = error as { code?: string; message?: string };
+  const code = e?.code ?? "";
+  const message = e?.message ?? String(error);
+  if (isTlsFailure(code, message)) {
+    return new ApiError(502, "BadGateway", `TLS handshake with cluster "${cluster}" failed: ${code || message}`);
+  }
+  return new ApiError(503, "ServiceUnavailable", `cluster "${cluster}" is unreachable: ${code ? `${code}: ` : ""}${message}`);
+}
+
+export interface ForwardOptions {
+  transport: ClusterTransport;
+  path: string;
+  search: string;
+  headers: Headers;
+  /** Longest wait for the cluster's response head; the body then streams without a deadline. */
+  headerTimeoutMs: number;
+}
+
+/**
+ * Sends `req` to the cluster and streams the answer back untouched (no decompression, no
+ * buffering). The upstream request dies with the client's: `req.signal` aborts it at once.
+ */
+export async function forwardRequest(req: Request, options: ForwardOptions): Promise<Response> {
+  const { transport } = options;
+  const base = transport.endpoint.pathname.replace(/\/$/, "");
+  const url = `${transport.endpoint.origin}${base}${options.path}${options.search}`;
+  const upstreamAbort = new AbortController();
+  const onClientAbort = () => upstreamAbort.abort();
+  req.signal.addEventListener("abort", onClientAbort, { once: true });
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    upstreamAbort.abort();
+  }, options.headerTimeoutMs);
+  const hasBody = req.method !== "GET" && req.method !== "HEAD";
+  let upstream: Response;
+  try {
+    upstream = await transport.fetch(url, {
+      method: req.method,
+      headers: options.headers,
+      body: hasBody ? req.body : undefined,
+      redirect: "manual",
+      signal: upstreamAbort.signal,
+      decompress: false,
+      duplex: "half",
+    } as RequestInit);
+  } catch (error) {
+    req.signal.removeEventListener("abort", onClientAbort);
+    throw upstreamFailure(transport.cluster, error, timedOut);
+  } finally {
+    clearTimeout(timer);
+  }
+  const headers = new Headers(upstream.headers);
+  for (const name of RESPONSE_HOP_BY_HOP) headers.delete(name);
+  return new Response(upstream.body, { status: upstream.status, statusText: upstream.statusText, headers });
+}

@@ -1,0 +1,111 @@
+import type { Cluster, ClusterStatus, Condition } from "../api/kinds/cluster.ts";
+import { asApiError } from "../api/status.ts";
+import type { ObjectStore } from "../store/object-store.ts";
+import type { ClusterTransports } from "./cluster-transport.ts";
+import { upstreamFailure } from "./forward.ts";
+import { upstreamHeaders } from "./upstream-headers.ts";
+
+const now = () => new Date().toISOString().replace(/\.\d+Z$/, "Z");
+
+interface ProbeResult {
+  ready: boolean;
+  reason: string;
+  message: string;
+  version?: string;
+  platform?: string;
+}
+
+/**
+ * Probes each cluster's /version with its stored credential: when it is created or its spec
+ * changes, and then every `intervalMs`. The result is written to the Cluster's status, which is
+ * what `kubectl get clusters` shows as READY and VERSION.
+ */
+export class HealthProber {
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private readonly inFlight = new Set<string>();
+  private stopWatching: (() => void) | undefined;
+
+  constructor(
+    private readonly clusters: ObjectStore<Cluster>,
+    private readonly transports: ClusterTransports,
+    private readonly intervalMs: number,
+    private readonly timeoutMs: number,
+  ) {}
+
+  start(): void {
+    const watch = this.clusters.subscribe((event) => {
+      if (event.type === "DELETED") {
+        this.transports.forget(event.object.metadata.name);
+        return;
+      }
+      const status = event.object.status;
+      if (status?.observedGeneration !== event.object.metadata.generation) void this.probe(event.object.metadata.name);
+    });
+    this.stopWatching = () => watch.stop();
+    for (const cluster of this.clusters.list()) void this.probe(cluster.metadata.name);
+    if (this.intervalMs > 0) this.timer = setInterval(() => this.probeAll(), this.intervalMs);
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.stopWatching?.();
+  }
+
+  probeAll(): void {
+    for (const cluster of this.clusters.list()) void this.probe(cluster.metadata.name);
+  }
+
+  async probe(name: string): Promise<void> {
+    if (this.inFlight.has(name)) return;
+    const cluster = this.clusters.get(name);
+    if (!cluster) return;
+    this.inFlight.add(name);
+    try {
+      const result = await this.check(cluster);
+      await this.record(name, cluster.metadata.generation, result);
+    } catch {
+      // The cluster was deleted or changed meanwhile; the next event or tick probes again.
+    } finally {
+      this.inFlight.delete(name);
+    }
+  }
+
+  private async check(cluster: Cluster): Promise<ProbeResult> {
+    const transport = this.transports.for(cluster);
+    const url = `${transport.endpoint.origin}${transport.endpoint.pathname.replace(/\/$/, "")}/version`;
+    const abort = AbortSignal.timeout(this.timeoutMs);
+    try {
+      const response = await transport.fetch(url, { headers: upstreamHeaders(new Headers({ accept: "application/json" }), transport, undefined), signal: abort });
+      const body = await response.text();
+      if (!response.ok) return { ready: false, reason: `HTTP${response.status}`, message: `GET /version answered ${response.status}: ${body.slice(0, 200)}` };
+      const info = JSON.parse(body) as { gitVersion?: string; platform?: string };
+      return { ready: true, reason: "ProbeSucceeded", message: "GET /version succeeded", version: info.gitVersion, platform: info.platform };
+    } catch (error) {
+      const failure = upstreamFailure(cluster.metadata.name, error, abort.aborted);
+      return { ready: false, reason: failure.code === 502 ? "TLSError" : "Unreachable", message: asApiError(failure).message };
+    }
+  }
+
+  private async record(name: string, generation: number, result: ProbeResult): Promise<void> {
+    await this.clusters.update(name, (current) => {
+      const previous = current.status?.conditions?.find((c) => c.type === "Ready");
+      const status = result.ready ? "True" : "False";
+      const condition: Condition = {
+        type: "Ready",
+        status,
+        reason: result.reason,
+        message: result.message,
+        lastTransitionTime: previous && previous.status === status ? previous.lastTransitionTime : now(),
+      };
+      const next: ClusterStatus = {
+        ...current.status,
+        conditions: [condition],
+        lastProbeTime: now(),
+        observedGeneration: generation,
+        version: result.version ?? current.status?.version,
+        platform: result.platform ?? current.status?.platform,
+      };
+      return { ...current, status: next };
+    });
+  }
+}

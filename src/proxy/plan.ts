@@ -1,0 +1,36 @@
+import type { Cluster } from "../api/kinds/cluster.ts";
+import { notFound } from "../api/status.ts";
+import { authorizeProxy, type ProxyDecision } from "../auth/authorize.ts";
+import type { Identity } from "../auth/identity.ts";
+import type { ObjectStore } from "../store/object-store.ts";
+import type { ClusterTransport, ClusterTransports } from "./cluster-transport.ts";
+import type { ProxyTarget } from "./proxy-path.ts";
+import { upstreamHeaders } from "./upstream-headers.ts";
+
+export interface ProxyDeps {
+  clusters: ObjectStore<Cluster>;
+  transports: ClusterTransports;
+}
+
+/** A request that may leave kpass: where it goes, as whom, and with which headers. */
+export interface ProxyPlan {
+  cluster: Cluster;
+  transport: ClusterTransport;
+  target: ProxyTarget;
+  headers: Headers;
+  decision: ProxyDecision;
+}
+
+/**
+ * The single decision point for REST and upgrade requests alike: resolve the cluster, authorize
+ * the caller, and build the outgoing headers (hygiene included).
+ */
+export function planProxy(deps: ProxyDeps, identity: Identity, target: ProxyTarget, request: { method: string; headers: Headers; upgrade: boolean }): ProxyPlan {
+  const cluster = deps.clusters.get(target.cluster);
+  if (!cluster) throw notFound("Cluster", target.cluster);
+  const decision = authorizeProxy(identity, cluster, { method: request.method, path: target.path, search: target.search, headers: request.headers, upgrade: request.upgrade });
+  const transport = deps.transports.for(cluster);
+  const headers = upstreamHeaders(request.headers, transport, decision.impersonate, { keepUpgrade: request.upgrade });
+  if (!request.upgrade && !headers.has("accept-encoding")) headers.set("accept-encoding", "identity");
+  return { cluster, transport, target, headers, decision };
+}

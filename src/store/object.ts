@@ -1,0 +1,27 @@
+/** The metadata every stored object carries, as Kubernetes ObjectMeta (cluster-scoped subset). */
+export interface ObjectMeta {
+  name: string;
+  uid: string;
+  resourceVersion: string;
+  generation: number;
+  creationTimestamp: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+
+export interface StoredObject {
+  apiVersion: string;
+  kind: string;
+  metadata: ObjectMeta;
+  spec?: unknown;
+  status?: unknown;
+}
+
+export type WatchEventType = "ADDED" | "MODIFIED" | "DELETED";
+
+export interface StoreEvent<T extends StoredObject = StoredObject> {
+  type: WatchEventType;
+  object: T;
+  /** Numeric resourceVersion of the change, for resuming watches. */
+  revision: number;
+}
