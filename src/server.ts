@@ -132,7 +132,6 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
 
   const adminKubeconfigPath = join(config.dataDir, "admin.kubeconfig");
   let admin = passes.get(ADMIN_PASS);
-  const adminFileMissing = !(await Bun.file(adminKubeconfigPath).exists());
   if (!admin) {
     admin = await passes.create({
       apiVersion: "cluster.kpass.dev/v1beta1",
@@ -141,9 +140,8 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       spec: { user: "kpass-admin", admin: true, roles: ["cluster-admin"], clusters: { names: ["*"] } },
     } as unknown as Pass);
   }
-  if (adminFileMissing || admin.metadata.resourceVersion === String(clock.value)) {
-    await writeFile(adminKubeconfigPath, await kubeconfigFor(admin), { mode: 0o600 });
-  }
+  // Rewritten on every start so it always names the address kpass listens on now.
+  await writeFile(adminKubeconfigPath, await kubeconfigFor(admin), { mode: 0o600 });
 
   const prober = new HealthProber(clusters, transports, config.probeIntervalMs, Math.min(config.upstreamTimeoutMs, 10_000));
   prober.start();

@@ -4,7 +4,7 @@ import { forwardRequest } from "../proxy/forward.ts";
 import { parseProxyTarget } from "../proxy/proxy-path.ts";
 import { planProxy, type ProxyDeps } from "../proxy/plan.ts";
 import type { StoredObject } from "../store/object.ts";
-import { apiGroup, apiGroupList, apiResourceList, apiVersions, openApiV3Document, openApiV3Index, versionInfo } from "./discovery.ts";
+import { apiGroup, apiGroupList, apiResourceList, apiVersions, OPENAPI_V2_PROTOBUF, openApiV2Protobuf, openApiV3Document, openApiV3Index, versionInfo } from "./discovery.ts";
 import { GROUP, VERSION, type KindDefinition } from "./kind.ts";
 import { create, listOrWatch, patch, read, remove, replace, type KindEndpoint } from "./rest.ts";
 import { ApiError, asApiError, badRequest, methodNotAllowed, pathNotFound, statusResponse } from "./status.ts";
@@ -109,6 +109,8 @@ export function createApiHandler(deps: ApiDeps): (req: Request) => Promise<Respo
         return json(apiGroup());
       case GROUP_PREFIX:
         return json(apiResourceList(kinds));
+      case "/openapi/v2":
+        return new Response(openApiV2Protobuf(), { headers: { "content-type": OPENAPI_V2_PROTOBUF } });
       case "/openapi/v3":
         return json(openApiV3Index());
       case `/openapi/v3/apis/${GROUP}/${VERSION}`:

@@ -92,3 +92,17 @@ export function openApiV3Document(kinds: KindDefinition<StoredObject>[]): Record
   }
   return { openapi: "3.0.0", info: { title: "kpass", version: KPASS_VERSION }, paths, components: { schemas } };
 }
+
+/**
+ * The OpenAPI v2 document as kubectl ≤1.28 downloads it (protobuf only). It declares nothing but
+ * `swagger: "2.0"`: kubectl then finds no model for kpass kinds, skips client-side schema checks
+ * and relies on the server's own strict field validation, which kpass does.
+ */
+export function openApiV2Protobuf(): Uint8Array {
+  const version = new TextEncoder().encode("2.0");
+  // Field 1 (swagger), wire type 2 (length-delimited).
+  return Uint8Array.from([0x0a, version.length, ...version]);
+}
+
+/** As kube-apiserver labels it: Go rejects the "@" of the Accept spelling in a Content-Type. */
+export const OPENAPI_V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";

@@ -1,0 +1,135 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parse, stringify } from "yaml";
+import { issueClientCertificate, createCertificateAuthority, type CertificateAndKey } from "../../src/edge/pki.ts";
+import type { TestCluster } from "../fixture/cluster/server.ts";
+
+const ROOT = join(import.meta.dir, "..", "..");
+const BUN = process.execPath;
+
+/** A kpass process started the way a user starts it, on a random loopback port. */
+export interface KpassProcess {
+  url: string;
+  dataDir: string;
+  adminKubeconfig: string;
+  adminToken: string;
+  caPem: string;
+  pid: number;
+  /** Calls kpass's API with the admin token (or another). */
+  api(method: string, path: string, body?: unknown, init?: { token?: string; headers?: Record<string, string> }): Promise<Response>;
+  stop(): Promise<void>;
+  stderr(): string;
+}
+
+export interface StartOptions {
+  dataDir?: string;
+  args?: string[];
+}
+
+export async function startKpass(options: StartOptions = {}): Promise<KpassProcess> {
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "kpass-test-"));
+  const proc = Bun.spawn([BUN, join(ROOT, "src/cli/main.ts"), "serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--probe-interval", "2s", "--upstream-timeout", "5s", ...(options.args ?? [])], {
+    stdout: "pipe",
+    stderr: "pipe",
+    cwd: ROOT,
+  });
+  let stderrText = "";
+  const reader = proc.stderr.getReader();
+  const decoder = new TextDecoder();
+  const deadline = Date.now() + 15_000;
+  let url: string | undefined;
+  while (!url) {
+    if (Date.now() > deadline) throw new Error(`kpass did not start: ${stderrText}`);
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`kpass exited: ${stderrText}`);
+    stderrText += decoder.decode(value);
+    url = /listening on (https:\/\/\S+)/.exec(stderrText)?.[1];
+  }
+  void (async () => {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      stderrText += decoder.decode(value);
+    }
+  })();
+  const adminKubeconfig = join(dataDir, "admin.kubeconfig");
+  const config = parse(readFileSync(adminKubeconfig, "utf8")) as { users: { user: { token: string } }[] };
+  const adminToken = config.users[0]!.user.token;
+  const caPem = readFileSync(join(dataDir, "ca.crt"), "utf8");
+  return {
+    url,
+    dataDir,
+    adminKubeconfig,
+    adminToken,
+    caPem,
+    pid: proc.pid,
+    api(method, path, body, init = {}) {
+      const headers: Record<string, string> = { "content-type": "application/json", ...init.headers };
+      const token = init.token ?? adminToken;
+      if (token) headers.authorization = `Bearer ${token}`;
+      return fetch(`${url}${path}`, { method, headers, body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body), tls: { ca: caPem } });
+    },
+    async stop() {
+      proc.kill();
+      await proc.exited;
+    },
+    stderr: () => stderrText,
+  };
+}
+
+export function removeDataDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+const b64 = (text: string) => Buffer.from(text).toString("base64");
+
+/** A Cluster manifest pointing at a test cluster with a bearer token or a client certificate. */
+export function clusterManifest(name: string, cluster: TestCluster, credential: { token: string } | { client: CertificateAndKey }, extra: { labels?: Record<string, string>; impersonation?: "none" | "user" } = {}): Record<string, unknown> {
+  const access: Record<string, unknown> = { endpoint: cluster.url, caBundle: b64(cluster.caPem) };
+  access.credential = "token" in credential
+    ? { type: "ServiceAccountToken", serviceAccountToken: credential.token }
+    : { type: "X509Certificate", x509: { certificate: b64(credential.client.certPem), privateKey: b64(credential.client.keyPem) } };
+  const spec: Record<string, unknown> = { access };
+  if (extra.impersonation) spec.impersonation = extra.impersonation;
+  return { apiVersion: "cluster.kpass.dev/v1beta1", kind: "Cluster", metadata: { name, labels: extra.labels ?? {} }, spec };
+}
+
+/** A client CA and a certificate it signed, for clusters that authenticate kpass by certificate. */
+export async function clientCredential(): Promise<{ ca: CertificateAndKey; client: CertificateAndKey }> {
+  const ca = await createCertificateAuthority("test-client-ca");
+  return { ca, client: await issueClientCertificate(ca, { commonName: "kpass", organizations: ["system:masters"] }) };
+}
+
+/** Writes a kubeconfig whose contexts point at kpass cluster proxies (or kpass itself). */
+export function writeKubeconfig(kpass: KpassProcess, token: string, contexts: Record<string, string>, file?: string): string {
+  const path = file ?? join(kpass.dataDir, `kubeconfig-${crypto.randomUUID().slice(0, 8)}.yaml`);
+  const names = Object.keys(contexts);
+  writeFileSync(
+    path,
+    stringify({
+      apiVersion: "v1",
+      kind: "Config",
+      "current-context": names[0],
+      clusters: names.map((n) => ({ name: n, cluster: { server: contexts[n], "certificate-authority-data": b64(kpass.caPem) } })),
+      users: [{ name: "u", user: { token } }],
+      contexts: names.map((n) => ({ name: n, context: { cluster: n, user: "u" } })),
+    }),
+  );
+  return path;
+}
+
+export function proxyUrl(kpass: KpassProcess, cluster: string): string {
+  return `${kpass.url}/apis/cluster.kpass.dev/v1beta1/clusters/${cluster}/proxy`;
+}
+
+/** Polls until `check` returns a value (bounded), for conditions kpass reaches asynchronously. */
+export async function eventually<T>(check: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error("condition not reached in time");
+    await Bun.sleep(50);
+  }
+}
