@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { startTestCluster, type TestCluster } from "./fixture/cluster/server.ts";
-import { clusterManifest, removeDataDir, startKpass, type KpassProcess } from "./harness/kpass.ts";
+import { clusterManifest, removeDataDir, startKpass, type ApiResponse, type KpassProcess } from "./harness/kpass.ts";
 import { RawConnection, rawRequest } from "./harness/raw-http.ts";
 
 const CLUSTERS = "/apis/cluster.kpass.dev/v1beta1/clusters";
@@ -21,7 +21,7 @@ afterAll(async () => {
   if (kpass) removeDataDir(kpass.dataDir);
 });
 
-async function expectStatus(response: Response, code: number, reason?: string): Promise<{ message: string }> {
+async function expectStatus(response: ApiResponse, code: number, reason?: string): Promise<{ message: string }> {
   expect(response.status).toBe(code);
   const body = await response.json();
   expect(body).toMatchObject({ kind: "Status", apiVersion: "v1", status: "Failure", code });

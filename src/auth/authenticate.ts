@@ -9,7 +9,9 @@ import type { TokenService } from "./tokens.ts";
 
 function identityOf(pass: Pass): Identity {
   const spec = pass.spec;
-  const rules: PolicyRule[] = [...(spec.roles ?? []).flatMap((role) => roleRules(role) ?? []), ...(spec.rules ?? [])];
+  const roleScope = spec.namespaces && spec.namespaces.length > 0 ? { namespaces: spec.namespaces } : {};
+  const fromRoles = (spec.roles ?? []).flatMap((role) => roleRules(role) ?? []).map((rule) => ({ ...rule, ...roleScope }));
+  const rules: PolicyRule[] = [...fromRoles, ...(spec.rules ?? [])];
   const names = new Set(spec.clusters?.names ?? []);
   const selector = spec.clusters?.selector ? selectorFromSpec(spec.clusters.selector) : undefined;
   return {

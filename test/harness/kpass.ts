@@ -8,6 +8,10 @@ import type { TestCluster } from "../fixture/cluster/server.ts";
 const ROOT = join(import.meta.dir, "..", "..");
 const BUN = process.execPath;
 
+/** Responses of kpass's API: JSON bodies are read loosely, as tests inspect arbitrary fields. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export interface ApiResponse extends Response { json(): Promise<any> }
+
 /** A kpass process started the way a user starts it, on a random loopback port. */
 export interface KpassProcess {
   url: string;
@@ -17,7 +21,7 @@ export interface KpassProcess {
   caPem: string;
   pid: number;
   /** Calls kpass's API with the admin token (or another). */
-  api(method: string, path: string, body?: unknown, init?: { token?: string; headers?: Record<string, string> }): Promise<Response>;
+  api(method: string, path: string, body?: unknown, init?: { token?: string; headers?: Record<string, string> }): Promise<ApiResponse>;
   stop(): Promise<void>;
   stderr(): string;
 }
@@ -68,7 +72,7 @@ export async function startKpass(options: StartOptions = {}): Promise<KpassProce
       const headers: Record<string, string> = { "content-type": "application/json", ...init.headers };
       const token = init.token ?? adminToken;
       if (token) headers.authorization = `Bearer ${token}`;
-      return fetch(`${url}${path}`, { method, headers, body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body), tls: { ca: caPem } });
+      return fetch(`${url}${path}`, { method, headers, body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body), tls: { ca: caPem } }) as Promise<ApiResponse>;
     },
     async stop() {
       proc.kill();

@@ -13,6 +13,8 @@ export interface PassSpec {
   clusters?: { names?: string[]; selector?: LabelSelectorSpec };
   /** Built-in roles (view, edit, admin, cluster-admin) expanded to rules. */
   roles?: string[];
+  /** Namespaces the roles apply in; absent = every namespace and cluster-scoped resources. */
+  namespaces?: string[];
   rules?: PolicyRule[];
   /** May manage kpass itself: Clusters, Passes, and see cluster credentials. */
   admin?: boolean;
@@ -67,6 +69,7 @@ const specSchema: Schema = {
       },
     },
     roles: stringList,
+    namespaces: stringList,
     rules: { type: "array", items: ruleSchema },
     admin: { type: "boolean" },
     expiresAt: { type: "string", format: "date-time" },
