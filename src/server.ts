@@ -100,6 +100,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     upstreamHeaderTimeoutMs: config.upstreamTimeoutMs,
     extraRoutes,
     onProxied: (event) => audit.recordRequest(event),
+    onRefused: (target, identity, error) => audit.recordRefused(target, identity, error),
     metrics: () => metrics.render({ clusters: clusters.size, passes: passes.size }),
   });
   const api: Server<undefined> = Bun.serve({
@@ -117,7 +118,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     transports,
     connectTimeoutMs: config.upstreamTimeoutMs,
     onTunnelClosed: (event) => audit.recordTunnel(event),
-    onRefused: (head, identity, error) => audit.recordRefusedUpgrade(head, identity, error),
+    onRefused: (target, identity, error) => audit.recordRefused(target, identity, error),
   });
   let edge: TCPSocketListener<ClientEnd>;
   try {

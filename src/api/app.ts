@@ -18,6 +18,8 @@ export interface ApiDeps extends ProxyDeps {
   extraRoutes?: (req: Request, identity: Identity, path: string) => Promise<Response | undefined>;
   /** Sees every proxied request; may wrap the response (e.g. to count bytes for the audit log). */
   onProxied?: (event: ProxiedEvent) => Response | undefined;
+  /** Sees every proxy request refused before it left kpass. */
+  onRefused?: (target: string, identity: Identity | undefined, error: ApiError) => void;
   metrics: () => string;
 }
 
@@ -54,7 +56,13 @@ export function createApiHandler(deps: ApiDeps): (req: Request) => Promise<Respo
     if (req.headers.get("upgrade")) {
       throw badRequest("upgrade requests (exec, attach, port-forward) must be the first request on a new connection; open a new connection for each");
     }
-    const plan = planProxy(deps, identity, parsed, { method: req.method, headers: req.headers, upgrade: false });
+    let plan: ReturnType<typeof planProxy>;
+    try {
+      plan = planProxy(deps, identity, parsed, { method: req.method, headers: req.headers, upgrade: false });
+    } catch (error) {
+      deps.onRefused?.(target, identity, asApiError(error));
+      throw error;
+    }
     const startedAt = performance.now();
     try {
       const response = await forwardRequest(req, { transport: plan.transport, path: parsed.path, search: parsed.search, headers: plan.headers, headerTimeoutMs: deps.upstreamHeaderTimeoutMs });

@@ -1,7 +1,6 @@
 import { appendFileSync, existsSync, renameSync, statSync } from "node:fs";
 import type { ApiError } from "../api/status.ts";
 import type { ProxiedEvent } from "../api/app.ts";
-import type { RequestHead } from "../edge/request-head.ts";
 import type { TunnelEvent } from "../edge/upgrade-tunnel.ts";
 import type { Identity } from "./identity.ts";
 import type { RequestAttributes } from "./request-attributes.ts";
@@ -134,14 +133,16 @@ export class AuditLog {
     });
   }
 
-  recordRefusedUpgrade(head: RequestHead, identity: Identity | undefined, error: ApiError): void {
+  /** A request kpass refused before it left (bad path, no access, unknown cluster). */
+  recordRefused(target: string, identity: Identity | undefined, error: ApiError): void {
+    const cluster = /\/clusters\/([^/]+)\/proxy/.exec(target)?.[1] ?? "";
     this.write({
       time: new Date().toISOString(),
       pass: identity?.pass ?? "",
       user: identity?.user ?? "",
-      cluster: "",
+      cluster,
       ...attributeFields(undefined),
-      path: head.target,
+      path: target,
       status: error.code,
       bytesIn: 0,
       bytesOut: 0,

@@ -25,7 +25,7 @@ export interface TunnelDeps extends ProxyDeps {
   authenticator: Authenticator;
   connectTimeoutMs: number;
   onTunnelClosed?: (event: TunnelEvent) => void;
-  onRefused?: (head: RequestHead, identity: Identity | undefined, error: ApiError) => void;
+  onRefused?: (target: string, identity: Identity | undefined, error: ApiError) => void;
 }
 
 /** The request head the cluster receives: its own path prefix, the whole query, kpass's headers. */
@@ -109,7 +109,7 @@ export function createUpgradeHandler(deps: TunnelDeps): UpgradeHandler {
       }
     } catch (error) {
       const status = asApiError(error);
-      deps.onRefused?.(head, identity, status);
+      deps.onRefused?.(head.target, identity, status);
       client.reject(status.code, JSON.stringify(status.toStatus()));
       return;
     }
@@ -127,7 +127,7 @@ export function createUpgradeHandler(deps: TunnelDeps): UpgradeHandler {
       upstream.onClose = undefined;
       upstream.closed = true;
       client.peer = undefined;
-      deps.onRefused?.(head, identity, status);
+      deps.onRefused?.(head.target, identity, status);
       client.reject(status.code, JSON.stringify(status.toStatus()));
     }
   };
