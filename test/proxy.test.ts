@@ -84,13 +84,14 @@ function startKubectl(version: KubectlVersion, kubeconfig: string, home: string,
   };
 }
 
-function viaKpass(kpass: KpassProcess, cluster: string, pathAndQuery: string, init: { method?: string; body?: string; headers?: Record<string, string>; token?: string; decompress?: boolean } = {}): Promise<Response> {
+function viaKpass(kpass: KpassProcess, cluster: string, pathAndQuery: string, init: { method?: string; body?: string; headers?: Record<string, string>; token?: string; decompress?: boolean; signal?: AbortSignal } = {}): Promise<Response> {
   return fetch(`${proxyUrl(kpass, cluster)}${pathAndQuery}`, {
     method: init.method ?? "GET",
     headers: { authorization: `Bearer ${init.token ?? kpass.adminToken}`, ...init.headers },
     body: init.body,
     tls: { ca: kpass.caPem },
     decompress: init.decompress ?? true,
+    signal: init.signal,
   } as RequestInit);
 }
 
@@ -434,7 +435,7 @@ describe("proxy: kubectl through kpass to a token cluster", () => {
       expect(header(seen, "authorization")).toBe(`Bearer ${FIXTURE_TOKEN}`);
     });
 
-    test("Accept-Encoding from the client reaches the cluster; without one kpass asks for identity", async () => {
+    test("the client's Accept-Encoding reaches the cluster unchanged", async () => {
       const marker = `enc-${crypto.randomUUID()}`;
       await (await viaKpass(kpass, "c1", `/api/v1/namespaces/default/configmaps?m=${marker}`, { headers: { "accept-encoding": "gzip" } })).arrayBuffer();
       expect(header(lastRequest(fixture, (r) => r.query.includes(marker)), "accept-encoding")).toBe("gzip");
@@ -490,7 +491,13 @@ describe("proxy: client-certificate clusters", () => {
       const result = await runKubectl(version, ["--kubeconfig", kubeconfig, "get", "pods", "-n", "default"], { env: { HOME: home } });
       expect(result.exitCode).not.toBe(0);
       expect(result.stdout).toBe("");
-      expect(result.stderr).toContain("cert-wrong");
+      // Discovery errors show only the Status reason (client-go's Result.Raw() drops the message)…
+      expect(result.stderr).toMatch(/Error from server \((ServiceUnavailable|BadGateway|InternalError)\)/);
+      // …a plain request shows kpass's message, which names the cluster. (`--raw` takes a path from
+      // the host root, ignoring the server URL's path, so it carries the proxy prefix itself.)
+      const raw = await runKubectl(version, ["--kubeconfig", kubeconfig, "get", "--raw", `${CLUSTERS}/cert-wrong/proxy/api/v1/namespaces/default/pods`], { env: { HOME: home } });
+      expect(raw.exitCode).not.toBe(0);
+      expect(raw.stderr).toContain('cluster "cert-wrong"');
     });
   }
 
@@ -584,6 +591,7 @@ describe("proxy: upstream failures and encodings", () => {
   const gzipBody = JSON.stringify({ kind: "ConfigMapList", apiVersion: "v1", metadata: {}, items: Array.from({ length: 50 }, (_, i) => ({ metadata: { name: `cm-${i}` }, data: { v: "z".repeat(100) } })) });
   const gzipped = gzipSync(gzipBody);
   const gzipSeen: { acceptEncoding?: string; authorization?: string }[] = [];
+  const hanging: { openedAt: number; closedAt?: number }[] = [];
 
   beforeAll(async () => {
     fixture = await startTestCluster({ credential: { type: "token", token: "t" } });
@@ -605,11 +613,18 @@ describe("proxy: upstream failures and encodings", () => {
       },
     });
 
-    // A cluster-like server that gzips when asked, to see kpass pass encoded bytes through.
+    // A cluster-like server that gzips when asked (to see kpass pass encoded bytes through), and
+    // that never answers /hang (to see what happens to a request whose client gives up first).
     const ca = await createCertificateAuthority("gzip-upstream-ca");
     const serving = await issueServingCertificate(ca, { commonName: "gzip-upstream", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"] });
     gzipCa = ca.certPem;
     gzipServer = createHttpsServer({ cert: serving.certPem, key: serving.keyPem }, (req, res) => {
+      if (req.url?.startsWith("/hang")) {
+        const entry: { openedAt: number; closedAt?: number } = { openedAt: performance.now() };
+        hanging.push(entry);
+        res.on("close", () => (entry.closedAt ??= performance.now()));
+        return;
+      }
       const acceptEncoding = req.headers["accept-encoding"];
       gzipSeen.push({ acceptEncoding, authorization: req.headers.authorization });
       if (acceptEncoding?.includes("gzip")) {
@@ -683,6 +698,19 @@ describe("proxy: upstream failures and encodings", () => {
     expect(elapsed).toBeLessThan(8_000);
   }, 15_000);
 
+  test("a client that gives up before the cluster answers cancels the upstream request at once", async () => {
+    const outcome = await viaKpass(kpass, "gzip", "/hang", { signal: AbortSignal.timeout(500) }).then(
+      (res) => `answered ${res.status}`,
+      (error: Error) => error.name,
+    );
+    expect(outcome).toBe("TimeoutError");
+    const abortedAt = performance.now();
+    expect(hanging).toHaveLength(1);
+    // Well before kpass's own 5 s upstream timeout would end it.
+    const closed = await eventually(() => hanging[0]!.closedAt, 2_000);
+    expect(closed - abortedAt).toBeLessThan(1_500);
+  });
+
   test("gzip from the cluster passes through as the same bytes and encoding", async () => {
     const res = await viaKpass(kpass, "gzip", "/api/v1/configmaps", { headers: { "accept-encoding": "gzip" }, decompress: false });
     expect(res.status).toBe(200);
@@ -692,6 +720,7 @@ describe("proxy: upstream failures and encodings", () => {
     expect(gzipSeen.at(-1)).toEqual({ acceptEncoding: "gzip", authorization: "Bearer gz" });
 
     const plain = await viaKpass(kpass, "gzip", "/api/v1/configmaps", { headers: { "accept-encoding": "identity" } });
+    expect(gzipSeen.at(-1)?.acceptEncoding).toBe("identity");
     expect(plain.headers.get("content-encoding")).toBeNull();
     expect(await plain.text()).toBe(gzipBody);
   });

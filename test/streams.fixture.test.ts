@@ -7,16 +7,23 @@
  * ones can run through kpass.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
 import zlib from "node:zlib";
 import { WebSocket } from "ws";
 import { runKubectl } from "./harness/kubectl.ts";
+import { startTestCluster, type TestCluster } from "./fixture/cluster/server.ts";
+import { createStreamUpgradeHandler, type StreamUpgradeFixture } from "./fixture/streams/index.ts";
 import { startMiniApiServer, type MiniApiServer } from "./fixture/streams/mini-apiserver.ts";
 import {
+  clientNodeExecScenario,
+  cpScenario,
   defineClientNodeScenarioTests,
   defineStreamScenarioTests,
+  execExitCodeScenario,
+  portForwardScenario,
   type StreamScenarioTarget,
 } from "./fixture/streams/scenarios.ts";
 import { SPDY3_DICTIONARY, decodeHeaderBlock, encodeHeaderBlock } from "./fixture/streams/spdy.ts";
@@ -225,4 +232,53 @@ describe("kubectl", () => {
 
 describe("@kubernetes/client-node", () => {
   defineClientNodeScenarioTests("fixture", target);
+});
+
+describe("plugged into the fake API server (test/fixture/cluster)", () => {
+  const TOKEN = `streams-${crypto.randomUUID()}`;
+  let cluster: TestCluster;
+  let streams: StreamUpgradeFixture;
+  let dir: string;
+  let clusterTarget: StreamScenarioTarget;
+
+  beforeAll(async () => {
+    streams = createStreamUpgradeHandler();
+    cluster = await startTestCluster({ credential: { type: "token", token: TOKEN }, upgrade: streams.handler });
+    dir = mkdtempSync(join(tmpdir(), "kpass-streams-cluster-"));
+    const kubeconfig = join(dir, "kubeconfig");
+    writeFileSync(
+      kubeconfig,
+      JSON.stringify({
+        apiVersion: "v1",
+        kind: "Config",
+        clusters: [{ name: "test", cluster: { server: cluster.url, "certificate-authority-data": Buffer.from(cluster.caPem).toString("base64") } }],
+        users: [{ name: "test", user: { token: TOKEN } }],
+        contexts: [{ name: "test", context: { cluster: "test", user: "test" } }],
+        "current-context": "test",
+      }),
+      { mode: 0o600 },
+    );
+    clusterTarget = { kubeconfig, context: "test" };
+  });
+
+  afterAll(async () => {
+    await streams?.close();
+    await cluster?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  for (const version of ["1.27", "1.33"] as const) {
+    test(`kubectl ${version}: exec exit code, cp and port-forward`, async () => {
+      await execExitCodeScenario(version, clusterTarget);
+      await cpScenario(version, clusterTarget);
+      await portForwardScenario(version, clusterTarget);
+    }, 60_000);
+  }
+
+  test("client-node Exec", () => clientNodeExecScenario(clusterTarget), 30_000);
+
+  test("every upgraded connection was closed", async () => {
+    await streams.sessions.waitForIdle(10_000);
+    expect(streams.sessions.all.length).toBeGreaterThan(10);
+  });
 });

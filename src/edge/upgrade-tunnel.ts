@@ -123,7 +123,7 @@ export function createUpgradeHandler(deps: TunnelDeps): UpgradeHandler {
     try {
       await connectToCluster(plan, upstream, deps.connectTimeoutMs);
     } catch (error) {
-      const status = upstreamFailure(plan.transport.cluster, error, (error as { timedOut?: boolean }).timedOut === true);
+      const status = upstreamFailure(plan.transport.cluster, error, (error as { timedOut?: boolean }).timedOut === true, plan.transport.tls.cert !== undefined);
       upstream.onClose = undefined;
       upstream.closed = true;
       client.peer = undefined;

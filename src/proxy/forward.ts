@@ -10,15 +10,19 @@ function isTlsFailure(code: string, message: string): boolean {
 }
 
 /** Turns a failed upstream fetch into the Status the caller sees, naming the cluster and the cause. */
-export function upstreamFailure(cluster: string, error: unknown, timedOut: boolean): ApiError {
+export function upstreamFailure(cluster: string, error: unknown, timedOut: boolean, usesClientCertificate = false): ApiError {
   if (timedOut) return new ApiError(503, "ServiceUnavailable", `cluster "${cluster}" is unreachable: no response within the connect timeout`);
   const e = error as { code?: string; message?: string };
   const code = e?.code ?? "";
-  const message = e?.message ?? String(error);
+  // Bun appends advice about its own `verbose` option, which means nothing to a kubectl user.
+  const message = (e?.message ?? String(error)).replace(/\s*For more information, pass `verbose: true`.*$/s, "");
   if (isTlsFailure(code, message)) {
     return new ApiError(502, "BadGateway", `TLS handshake with cluster "${cluster}" failed: ${code || message}`);
   }
-  return new ApiError(503, "ServiceUnavailable", `cluster "${cluster}" is unreachable: ${code ? `${code}: ` : ""}${message}`);
+  const cause = message.startsWith(code) ? message : `${code ? `${code}: ` : ""}${message}`;
+  // With TLS 1.3 a server refuses a client certificate after the handshake: the client sees a reset.
+  const hint = usesClientCertificate && /ECONNRESET|closed unexpectedly/i.test(cause) ? " (the cluster may have rejected kpass's client certificate)" : "";
+  return new ApiError(503, "ServiceUnavailable", `cluster "${cluster}" is unreachable: ${cause}${hint}`);
 }
 
 export interface ForwardOptions {
@@ -60,7 +64,7 @@ export async function forwardRequest(req: Request, options: ForwardOptions): Pro
     } as RequestInit);
   } catch (error) {
     req.signal.removeEventListener("abort", onClientAbort);
-    throw upstreamFailure(transport.cluster, error, timedOut);
+    throw upstreamFailure(transport.cluster, error, timedOut, transport.tls.cert !== undefined);
   } finally {
     clearTimeout(timer);
   }
