@@ -62,7 +62,7 @@ async function splice(client: ClientEnd, apiSocket: string): Promise<void> {
   client.pipeTo(upstream, 0);
   try {
     const socket: SocketHandler<PipeEnd> = { ...pipeHandlers, open: (s) => upstream.attach(s) };
-    await Bun.connect<PipeEnd>({ unix: apiSocket, data: upstream, socket });
+    await Bun.connect<PipeEnd>({ unix: apiSocket, data: upstream, socket, allowHalfOpen: true });
   } catch {
     upstream.closedByPeer();
   }

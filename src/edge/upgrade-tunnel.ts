@@ -83,6 +83,8 @@ function connectToCluster(plan: ProxyPlan, upstream: PipeEnd, timeoutMs: number)
       hostname,
       port,
       data: upstream,
+      // A cluster that ends its side (exit code sent) must not cut the client before it has read it all.
+      allowHalfOpen: true,
       tls: { ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: tls.rejectUnauthorized, serverName: tls.serverName ?? (/^[\d.:]+$/.test(hostname) ? undefined : hostname), ALPNProtocols: HTTP11_ALPN },
       socket: handlers,
     }).catch(settle);
