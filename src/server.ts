@@ -1,3 +1,4 @@
+import { rmSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -155,6 +156,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       prober.stop();
       edge.stop(true);
       await api.stop(true);
+      rmSync(apiSocket, { force: true });
       await audit.close();
     },
   };
