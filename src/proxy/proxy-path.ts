@@ -22,6 +22,14 @@ function isDotSegment(segment: string): boolean {
   return decoded === "." || decoded === "..";
 }
 
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw badRequest(`invalid percent-encoding in "${segment}"`);
+  }
+}
+
 /**
  * Recognises `/apis/cluster.kpass.dev/v1beta1/clusters/{name}/proxy[/{path}]` in a raw request
  * target. Dot segments are refused rather than resolved: a proxied path must not be able to
@@ -33,12 +41,13 @@ export function parseProxyTarget(rawTarget: string): ProxyTarget | undefined {
   const rest = path.slice(CLUSTERS_PREFIX.length);
   const slash = rest.indexOf("/");
   if (slash < 0) return undefined;
-  const cluster = decodeURIComponent(rest.slice(0, slash));
+  const cluster = decodeSegment(rest.slice(0, slash));
   const after = rest.slice(slash);
   if (after !== "/proxy" && !after.startsWith("/proxy/")) return undefined;
   const proxied = after.slice("/proxy".length) || "/";
   const segments = proxied.split("/");
-  if (segments.some(isDotSegment) || /%00|\0/i.test(proxied) || /%2f/i.test(cluster)) {
+  if (cluster.includes("/")) throw badRequest(`invalid cluster name "${cluster}"`);
+  if (segments.some(isDotSegment) || /%00|\0/i.test(proxied)) {
     throw badRequest(`invalid proxy path "${proxied}": "." and ".." segments are not allowed`);
   }
   return { cluster, path: proxied, search };
