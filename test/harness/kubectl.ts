@@ -1,4 +1,5 @@
-import { existsSync, readlinkSync, realpathSync } from "node:fs";
+import { existsSync, mkdtempSync, realpathSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 
 /** kubectl minor versions this machine ships beside the `kubectl` on PATH. */
@@ -23,17 +24,21 @@ export interface KubectlResult {
   stderr: string;
 }
 
-/** Runs kubectl with an isolated HOME so no user cache or config leaks in. */
+/**
+ * Runs kubectl with a fresh HOME per call: kubectl caches discovery per host:port for hours, and
+ * test servers reuse random ports, so a shared cache could answer for a different server.
+ */
 export async function runKubectl(
   version: KubectlVersion,
   args: string[],
   options: { stdin?: string | Uint8Array; env?: Record<string, string>; timeoutMs?: number } = {},
 ): Promise<KubectlResult> {
+  const home = mkdtempSync(join(tmpdir(), "kpass-kubectl-home-"));
   const proc = Bun.spawn([kubectlBinary(version), ...args], {
     stdin: options.stdin === undefined ? "ignore" : new Blob([options.stdin]),
     stdout: "pipe",
     stderr: "pipe",
-    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.KPASS_TEST_HOME ?? "/tmp/kpass-kubectl-home", ...options.env },
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: home, ...options.env },
   });
   const timer = setTimeout(() => proc.kill(), options.timeoutMs ?? 30_000);
   const [stdout, stderr, exitCode] = await Promise.all([
@@ -42,5 +47,6 @@ export async function runKubectl(
     proc.exited,
   ]);
   clearTimeout(timer);
+  rmSync(home, { recursive: true, force: true });
   return { exitCode, stdout, stderr };
 }

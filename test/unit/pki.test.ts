@@ -1,5 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import { X509Certificate, createPrivateKey, createPublicKey } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createCertificateAuthority, issueClientCertificate, issueServingCertificate } from "../../src/edge/pki.ts";
 
 const ca = await createCertificateAuthority("kpass-test-ca");
@@ -78,17 +81,21 @@ describe("pki", () => {
     expect(lifetime).toBeLessThan(2.1 * 86_400_000);
   });
 
-  test("openssl verifies the chain for the right purposes only", async () => {
-    const dir = `/tmp/kpass-pki-test-${process.pid}`;
-    await Bun.write(`${dir}/ca.crt`, ca.certPem);
-    await Bun.write(`${dir}/serving.crt`, serving.certPem);
-    await Bun.write(`${dir}/client.crt`, client.certPem);
-    const verify = (purpose: string, file: string) =>
-      Bun.spawnSync(["openssl", "verify", "-CAfile", `${dir}/ca.crt`, "-purpose", purpose, `${dir}/${file}`]).exitCode;
-    expect(verify("sslserver", "serving.crt")).toBe(0);
-    expect(verify("sslclient", "client.crt")).toBe(0);
-    expect(verify("sslserver", "client.crt")).not.toBe(0);
-    expect(verify("sslclient", "serving.crt")).not.toBe(0);
+  test("openssl verifies the chain for the right purposes only", () => {
+    const dir = mkdtempSync(join(tmpdir(), "kpass-pki-test-"));
+    try {
+      writeFileSync(join(dir, "ca.crt"), ca.certPem);
+      writeFileSync(join(dir, "serving.crt"), serving.certPem);
+      writeFileSync(join(dir, "client.crt"), client.certPem);
+      const verify = (purpose: string, file: string) =>
+        Bun.spawnSync(["openssl", "verify", "-CAfile", join(dir, "ca.crt"), "-purpose", purpose, join(dir, file)]).exitCode;
+      expect(verify("sslserver", "serving.crt")).toBe(0);
+      expect(verify("sslclient", "client.crt")).toBe(0);
+      expect(verify("sslserver", "client.crt")).not.toBe(0);
+      expect(verify("sslclient", "serving.crt")).not.toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("a certificate from another CA does not verify", async () => {
