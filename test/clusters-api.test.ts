@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startTestCluster, type TestCluster } from "./fixture/cluster/server.ts";
-import { runKubectl, type KubectlVersion } from "./harness/kubectl.ts";
+import { kubectlBinary, kubectlEnv, runKubectl, type KubectlVersion } from "./harness/kubectl.ts";
 import { clusterManifest, eventually, removeDataDir, startKpass, type KpassProcess } from "./harness/kpass.ts";
 import { stringify } from "yaml";
 
@@ -97,7 +97,7 @@ for (const version of ["1.27", "1.33"] as const) {
     });
 
     test("get -w prints changes as they happen", async () => {
-      const watcher = Bun.spawn([(await import("./harness/kubectl.ts")).kubectlBinary(version), "--kubeconfig", kpass.adminKubeconfig, "--context", "kpass", "get", "clusters", "-w", "-o", "name"], { stdout: "pipe", stderr: "pipe" });
+      const watcher = Bun.spawn([kubectlBinary(version), "--kubeconfig", kpass.adminKubeconfig, "--context", "kpass", "get", "clusters", "-w", "-o", "name"], { stdout: "pipe", stderr: "pipe", env: kubectlEnv() });
       const reader = watcher.stdout.getReader();
       let seen = "";
       const created = `${name}-watched`;

@@ -197,7 +197,9 @@ describe("live edits, impersonation, revocation and expiry", () => {
   test("deleting the pass revokes its token at once", async () => {
     expect((await kpass.api("DELETE", `${PASSES}/carol`)).status).toBe(200);
     const after = await kubectl("1.33", ["get", "configmaps", "-n", "default"]);
-    expect(after.stderr).toContain("Unauthorized");
+    expect(after.exitCode).not.toBe(0);
+    // kubectl words a 401 differently with a cold discovery cache.
+    expect(after.stderr).toMatch(/Unauthorized|provide credentials/);
     const response = await kpass.api("GET", `${CLUSTERS}/staging/proxy/api`, undefined, { token });
     expect((await response.json()).message).toContain('pass "carol" has been revoked');
   });

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { startTestCluster, type TestCluster, type UpgradeHandler } from "./fixture/cluster/server.ts";
 import { createStreamUpgradeHandler, rejectUpgrade, type StreamUpgradeFixture } from "./fixture/streams/index.ts";
 import { defineClientNodeScenarioTests, defineStreamScenarioTests, execExitCodeScenario, type StreamScenarioTarget } from "./fixture/streams/scenarios.ts";
-import { kubectlBinary, runKubectl } from "./harness/kubectl.ts";
+import { kubectlBinary, kubectlEnv, runKubectl } from "./harness/kubectl.ts";
 import { clientCredential, clusterManifest, proxyUrl, removeDataDir, startKpass, writeKubeconfig, type KpassProcess } from "./harness/kpass.ts";
 import { rawRequest } from "./harness/raw-http.ts";
 
@@ -146,10 +146,11 @@ describe("the tunnel's edges", () => {
     const rss = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${kpass.pid}/status`, "utf8"))![1]) * 1024;
     const binary = kubectlBinary("1.33");
     const one = async () => {
-      const p = Bun.spawn([binary, "--kubeconfig", kubeconfig, "--context", "token", "exec", "web-0", "--", "true"], { stdout: "ignore", stderr: "ignore" });
+      const p = Bun.spawn([binary, "--kubeconfig", kubeconfig, "--context", "token", "exec", "web-0", "--", "true"], { stdout: "ignore", stderr: "ignore", env: kubectlEnv() });
       expect(await p.exited).toBe(0);
     };
-    for (let i = 0; i < 10; i++) await one();
+    // Warm up at the same concurrency, so per-cluster keep-alive pools are at their working size.
+    for (let batch = 0; batch < 2; batch++) await Promise.all(Array.from({ length: 10 }, one));
     await streams.sessions.waitForIdle(5000);
     await Bun.sleep(500);
     const [fdsBefore, rssBefore] = [fds(), rss()];

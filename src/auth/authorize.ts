@@ -59,7 +59,14 @@ export function authorizeProxy(identity: Identity, cluster: Cluster, request: { 
   if (!discovery && !rulesAllow(identity.rules, attributes)) {
     throw forbidden(`${who(identity)} cannot ${describeAttributes(attributes)} on cluster "${name}"`);
   }
-  const asked = requestedImpersonation(identity, request.headers, name);
+  let asked: ImpersonationHeaders | undefined;
+  try {
+    asked = requestedImpersonation(identity, request.headers, name);
+  } catch (error) {
+    // Discovery is the same for every identity: answer it as the pass itself, so that kubectl
+    // reaches the real request and prints why the impersonation was refused there.
+    if (!discovery) throw error;
+  }
   if (asked) return { attributes, impersonate: asked };
   if (cluster.spec.impersonation === "user") return { attributes, impersonate: { user: identity.user, groups: identity.groups } };
   return { attributes };

@@ -18,27 +18,38 @@ export function kubectlBinary(version: KubectlVersion): string {
   return path;
 }
 
+const homes: string[] = [];
+process.on("exit", () => {
+  for (const home of homes) rmSync(home, { recursive: true, force: true });
+});
+
+/**
+ * Environment for one kubectl process with a fresh HOME: kubectl caches discovery per host:port
+ * for hours, and test servers reuse random ports, so a shared cache could answer for another server.
+ */
+export function kubectlEnv(extra: Record<string, string> = {}): Record<string, string> {
+  const home = mkdtempSync(join(tmpdir(), "kpass-kubectl-home-"));
+  homes.push(home);
+  return { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: home, ...extra };
+}
+
 export interface KubectlResult {
   exitCode: number;
   stdout: string;
   stderr: string;
 }
 
-/**
- * Runs kubectl with a fresh HOME per call: kubectl caches discovery per host:port for hours, and
- * test servers reuse random ports, so a shared cache could answer for a different server.
- */
+/** Runs kubectl with a fresh HOME (see kubectlEnv). */
 export async function runKubectl(
   version: KubectlVersion,
   args: string[],
   options: { stdin?: string | Uint8Array; env?: Record<string, string>; timeoutMs?: number } = {},
 ): Promise<KubectlResult> {
-  const home = mkdtempSync(join(tmpdir(), "kpass-kubectl-home-"));
   const proc = Bun.spawn([kubectlBinary(version), ...args], {
     stdin: options.stdin === undefined ? "ignore" : new Blob([options.stdin]),
     stdout: "pipe",
     stderr: "pipe",
-    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: home, ...options.env },
+    env: kubectlEnv(options.env),
   });
   const timer = setTimeout(() => proc.kill(), options.timeoutMs ?? 30_000);
   const [stdout, stderr, exitCode] = await Promise.all([
@@ -47,6 +58,5 @@ export async function runKubectl(
     proc.exited,
   ]);
   clearTimeout(timer);
-  rmSync(home, { recursive: true, force: true });
   return { exitCode, stdout, stderr };
 }
