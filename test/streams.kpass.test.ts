@@ -157,7 +157,9 @@ describe("the tunnel's edges", () => {
     for (let batch = 0; batch < 20; batch++) await Promise.all(Array.from({ length: 10 }, one));
     await streams.sessions.waitForIdle(10_000);
     await Bun.sleep(1500);
-    expect(fds()).toBeLessThanOrEqual(fdsBefore + 4);
+    // Idle keep-alive connections to the cluster vary with the burst's peak (seen: ±6); a leak
+    // would grow with the 200 sessions.
+    expect(fds()).toBeLessThanOrEqual(fdsBefore + 16);
     expect(rss() - rssBefore).toBeLessThan(48 * 1024 * 1024);
   }, 120_000);
 });
