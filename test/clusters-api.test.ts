@@ -186,13 +186,16 @@ describe("Cluster API semantics", () => {
     expect(statSync(file).mode & 0o777).toBe(0o600);
     expect(JSON.parse(readFileSync(file, "utf8")).metadata.name).toBe("durable");
     const before = await (await kpass.api("GET", `${CLUSTERS}/durable`)).json();
+    // The newest change before the restart is a deletion: its revision must not be reused.
+    expect((await kpass.api("POST", CLUSTERS, clusterManifest("short-lived", fixture, { token: "t" }))).status).toBe(201);
+    const deleted = await (await kpass.api("DELETE", `${CLUSTERS}/short-lived`)).json();
     await kpass.stop();
     kpass = await startKpass({ dataDir: kpass.dataDir });
     const after = await (await kpass.api("GET", `${CLUSTERS}/durable`)).json();
     expect(after.metadata.uid).toBe(before.metadata.uid);
     expect(after.spec).toEqual(before.spec);
     const created = await (await kpass.api("POST", CLUSTERS, clusterManifest("after-restart", fixture, { token: "t" }))).json();
-    expect(Number(created.metadata.resourceVersion)).toBeGreaterThan(Number(before.metadata.resourceVersion));
+    expect(Number(created.metadata.resourceVersion)).toBeGreaterThan(Number(deleted.metadata.resourceVersion));
     // History does not survive a restart: a watch from before it must relist (410 Gone).
     const gone = await (await kpass.api("GET", `${CLUSTERS}?watch=1&resourceVersion=1&timeoutSeconds=1`)).text();
     expect(JSON.parse(gone.trim().split("\n")[0]!)).toMatchObject({ type: "ERROR", object: { kind: "Status", code: 410, reason: "Gone" } });

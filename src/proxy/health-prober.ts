@@ -86,7 +86,19 @@ export class HealthProber {
     }
   }
 
+  /** Whether the stored status already says what this probe found, recently enough. */
+  private unchanged(name: string, generation: number, result: ProbeResult): boolean {
+    const status = this.clusters.get(name)?.status;
+    const ready = status?.conditions?.find((c) => c.type === "Ready");
+    if (!status || !ready || status.observedGeneration !== generation) return false;
+    const same = ready.status === (result.ready ? "True" : "False") && ready.reason === result.reason && ready.message === result.message && (result.version ?? status.version) === status.version;
+    // Like a kubelet's node status: rewrite an unchanged status only now and then, not every probe.
+    const heartbeatMs = Math.max(5 * this.intervalMs, 5 * 60_000);
+    return same && Date.now() - Date.parse(status.lastProbeTime ?? "") < heartbeatMs;
+  }
+
   private async record(name: string, generation: number, result: ProbeResult): Promise<void> {
+    if (this.unchanged(name, generation, result)) return;
     await this.clusters.update(name, (current) => {
       const previous = current.status?.conditions?.find((c) => c.type === "Ready");
       const status = result.ready ? "True" : "False";

@@ -26,13 +26,37 @@ export class FilePersistence {
     return objects;
   }
 
-  async write(resource: string, object: StoredObject): Promise<void> {
+  write(resource: string, object: StoredObject): Promise<void> {
+    return this.writeAtomically(this.directory(resource), `${object.metadata.name}.json`, JSON.stringify(object, null, 2));
+  }
+
+  /**
+   * Removes an object and records the revision of the deletion, so that after a restart the
+   * revision clock never goes back below a revision a watcher has already seen.
+   */
+  async remove(resource: string, name: string, revision: number): Promise<void> {
     const dir = this.directory(resource);
-    const target = join(dir, `${object.metadata.name}.json`);
-    const temp = join(dir, `.${object.metadata.name}.${process.pid}.${crypto.randomUUID()}.tmp`);
+    await this.writeAtomically(this.root, "revision", String(revision));
+    await unlink(join(dir, `${name}.json`));
+    await syncDirectory(dir);
+  }
+
+  /** The highest revision recorded by a deletion, or 0. */
+  async lastDeletedRevision(): Promise<number> {
+    try {
+      return Number(await readFile(join(this.root, "revision"), "utf8")) || 0;
+    } catch {
+      return 0;
+    }
+  }
+
+  private async writeAtomically(dir: string, file: string, content: string): Promise<void> {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const target = join(dir, file);
+    const temp = join(dir, `.${file}.${process.pid}.${crypto.randomUUID()}.tmp`);
     const handle = await open(temp, "w", 0o600);
     try {
-      await handle.writeFile(JSON.stringify(object, null, 2));
+      await handle.writeFile(content);
       await handle.sync();
     } finally {
       await handle.close();
@@ -43,12 +67,6 @@ export class FilePersistence {
       await unlink(temp).catch(() => {});
       throw error;
     }
-    await syncDirectory(dir);
-  }
-
-  async remove(resource: string, name: string): Promise<void> {
-    const dir = this.directory(resource);
-    await unlink(join(dir, `${name}.json`));
     await syncDirectory(dir);
   }
 }

@@ -43,6 +43,7 @@ export class ObjectStore<T extends StoredObject> {
   ) {}
 
   async load(): Promise<void> {
+    this.clock.advanceTo(await this.persistence.lastDeletedRevision());
     for (const object of await this.persistence.loadAll(this.resource)) {
       this.objects.set(object.metadata.name, object as T);
       this.clock.advanceTo(Number(object.metadata.resourceVersion) || 0);
@@ -134,8 +135,8 @@ export class ObjectStore<T extends StoredObject> {
       if (precondition?.resourceVersion && precondition.resourceVersion !== current.metadata.resourceVersion) {
         throw new ApiError(409, "Conflict", `Precondition failed: ResourceVersion in precondition: ${precondition.resourceVersion}, ResourceVersion in object meta: ${current.metadata.resourceVersion}`);
       }
-      await this.persistence.remove(this.resource, name);
       const revision = this.clock.next();
+      await this.persistence.remove(this.resource, name, revision);
       const deleted = { ...current, metadata: { ...current.metadata, resourceVersion: String(revision) } };
       this.objects.delete(name);
       this.publish({ type: "DELETED", object: deleted, revision });
@@ -158,8 +159,9 @@ export class ObjectStore<T extends StoredObject> {
       for (const object of this.list()) {
         listener({ type: "ADDED", object, revision: Number(object.metadata.resourceVersion) });
       }
-    } else if (fromRevision < this.clock.value) {
-      if (fromRevision < this.historyStart) {
+    } else if (fromRevision !== this.clock.value) {
+      // Older than the history kept, or from a future this process never wrote (a restart).
+      if (fromRevision < this.historyStart || fromRevision > this.clock.value) {
         throw new ApiError(410, "Gone", `too old resource version: ${fromRevision} (${this.clock.value})`);
       }
       for (const event of this.history) if (event.revision > fromRevision) listener(event);
