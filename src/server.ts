@@ -157,7 +157,6 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       edge.stop(true);
       await api.stop(true);
       rmSync(apiSocket, { force: true });
-      await audit.close();
     },
   };
 }

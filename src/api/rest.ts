@@ -6,7 +6,7 @@ import { readObjectBody, readPatchBody } from "./body.ts";
 import { API_VERSION, GROUP, type KindDefinition } from "./kind.ts";
 import { applyPatchDocument } from "./patch.ts";
 import { prune } from "./schema.ts";
-import { ApiError, badRequest, forbidden, invalid, methodNotAllowed, successStatus } from "./status.ts";
+import { ApiError, badRequest, forbidden, invalid } from "./status.ts";
 import { toTable, wantsTable } from "./table.ts";
 import { watchResponse } from "./watch.ts";
 
@@ -240,4 +240,3 @@ export async function remove<T extends StoredObject>(req: Request, endpoint: Kin
   return respond(kind.redact(deleted, viewer), 200);
 }
 
-export { methodNotAllowed, successStatus };

@@ -111,7 +111,3 @@ export function statusResponse(error: ApiError, headers?: Record<string, string>
   if (error.code === 401) response.headers.set("WWW-Authenticate", 'Bearer realm="kpass"');
   return response;
 }
-
-export function successStatus(message: string, details?: StatusDetails): Record<string, unknown> {
-  return { kind: "Status", apiVersion: "v1", metadata: {}, status: "Success", message, details, code: 200 };
-}

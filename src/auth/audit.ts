@@ -151,5 +151,4 @@ export class AuditLog {
     });
   }
 
-  async close(): Promise<void> {}
 }

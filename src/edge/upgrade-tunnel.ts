@@ -135,4 +135,3 @@ export function createUpgradeHandler(deps: TunnelDeps): UpgradeHandler {
   };
 }
 
-export { ApiError };

@@ -1,4 +1,3 @@
-import type { Identity } from "../auth/identity.ts";
 import { forbidden } from "../api/status.ts";
 import type { ClusterTransport } from "./cluster-transport.ts";
 
@@ -57,4 +56,3 @@ function assertClean(headers: Headers, transport: ClusterTransport, impersonate:
   });
 }
 
-export type { Identity };

@@ -242,8 +242,3 @@ export const clusterKind: KindDefinition<Cluster> = {
     return viewer.isAdmin || viewer.reachesCluster(cluster);
   },
 };
-
-/** The cluster's stored credential with secrets masked, for logs and error messages. */
-export function describeCredential(cluster: Cluster): string {
-  return cluster.spec.access.credential.type === "X509Certificate" ? "client certificate" : "bearer token";
-}
