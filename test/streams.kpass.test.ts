@@ -89,6 +89,20 @@ describe("the tunnel's edges", () => {
     expect(certCluster.requests.some((r) => r.headers.authorization !== undefined)).toBe(false);
   });
 
+  test("client identity headers on an upgrade never reach the cluster", async () => {
+    const before = tokenCluster.requests.length;
+    await rawRequest(
+      kpass.url,
+      kpass.caPem,
+      `POST ${CLUSTERS}/token/proxy/api/v1/namespaces/default/pods/web-0/exec?command=true&stdout=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${kpass.adminToken}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\nX-Forwarded-For: 6.6.6.6\r\nX-Remote-User: root\r\nX-Remote-Group: system:masters\r\n\r\n`,
+    ).catch(() => undefined); // the tunnel's reply is the cluster's business here; what it received is the point
+    const seen = tokenCluster.requests.slice(before).find((r) => r.path.endsWith("/exec"))!;
+    expect(seen).toBeDefined();
+    expect(seen.headers.authorization).toBe("Bearer stream-token");
+    for (const name of ["x-forwarded-for", "x-remote-user", "x-remote-group"]) expect(seen.headers[name]).toBeUndefined();
+    expect(seen.headers["x-stream-protocol-version"]).toBe("v4.channel.k8s.io");
+  });
+
   test("when a cluster refuses WebSocket, kubectl 1.33 falls back to SPDY through kpass", async () => {
     await execExitCodeScenario("1.33", via("spdy-only")());
     const seen = spdyOnlyCluster.requests.filter((r) => r.path.endsWith("/exec")).map((r) => String(r.headers.upgrade).toLowerCase());

@@ -58,9 +58,9 @@ export async function startKpass(options: StartOptions = {}): Promise<KpassProce
     }
   })();
   const adminKubeconfig = join(dataDir, "admin.kubeconfig");
-  const config = parse(readFileSync(adminKubeconfig, "utf8")) as { users: { user: { token: string } }[] };
+  const config = parse(readFileSync(adminKubeconfig, "utf8")) as { users: { user: { token: string } }[]; clusters: { cluster: { "certificate-authority-data": string } }[] };
   const adminToken = config.users[0]!.user.token;
-  const caPem = readFileSync(join(dataDir, "ca.crt"), "utf8");
+  const caPem = Buffer.from(config.clusters[0]!.cluster["certificate-authority-data"], "base64").toString("utf8");
   return {
     url,
     dataDir,
