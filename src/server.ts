@@ -103,13 +103,14 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     onProxied: (event) => audit.recordRequest(event),
     onRefused: (target, identity, error) => audit.recordRefused(target, identity, error),
     metrics: () => metrics.render({ clusters: clusters.size, passes: passes.size }),
+    observe: (status) => metrics.observe(status),
   });
   const api: Server<undefined> = Bun.serve({
     unix: apiSocket,
     fetch(req, server) {
       // Watches, logs -f and long LISTs have no deadline here; the edge owns the client connection.
       server.timeout(req, 0);
-      return metrics.count(handler(req));
+      return handler(req);
     },
   });
 

@@ -10,7 +10,7 @@ import { startTestCluster, type TestCluster, type UpgradeHandler } from "./fixtu
 import { createStreamUpgradeHandler, rejectUpgrade, type StreamUpgradeFixture } from "./fixture/streams/index.ts";
 import { defineClientNodeScenarioTests, defineStreamScenarioTests, execExitCodeScenario, type StreamScenarioTarget } from "./fixture/streams/scenarios.ts";
 import { kubectlBinary, kubectlEnv, runKubectl } from "./harness/kubectl.ts";
-import { clientCredential, clusterManifest, proxyUrl, removeDataDir, startKpass, writeKubeconfig, type KpassProcess } from "./harness/kpass.ts";
+import { auditLines, clientCredential, clusterManifest, proxyUrl, removeDataDir, startKpass, writeKubeconfig, type KpassProcess } from "./harness/kpass.ts";
 import { rawRequest } from "./harness/raw-http.ts";
 
 const CLUSTERS = "/apis/cluster.kpass.dev/v1beta1/clusters";
@@ -147,8 +147,8 @@ describe("the tunnel's edges", () => {
     expect(tokenCluster.requests.filter((r) => r.path.endsWith("/exec")).length).toBe(before + 1);
   });
 
-  test("exec sessions are audited with their command", () => {
-    const lines = readFileSync(join(kpass.dataDir, "audit.log"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  test("exec sessions are audited with their command", async () => {
+    const lines = await auditLines(kpass, (all) => all.some((l) => l.subresource === "exec" && l.status === 101));
     const exec = lines.find((l) => l.subresource === "exec" && l.status === 101 && JSON.stringify(l.command).includes("exit 3"));
     expect(exec).toBeDefined();
     expect(exec.verb).toBe("create");

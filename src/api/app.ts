@@ -1,6 +1,6 @@
 import type { Authenticator } from "../auth/authenticate.ts";
 import type { Identity } from "../auth/identity.ts";
-import { forwardRequest } from "../proxy/forward.ts";
+import { forwardRequest, isStreaming } from "../proxy/forward.ts";
 import { parseProxyTarget } from "../proxy/proxy-path.ts";
 import { planProxy, type ProxyDeps } from "../proxy/plan.ts";
 import type { StoredObject } from "../store/object.ts";
@@ -21,6 +21,8 @@ export interface ApiDeps extends ProxyDeps {
   /** Sees every proxy request refused before it left kpass. */
   onRefused?: (target: string, identity: Identity | undefined, error: ApiError) => void;
   metrics: () => string;
+  /** Sees the status of every response. */
+  observe?: (status: number) => void;
 }
 
 export interface ProxiedEvent {
@@ -65,7 +67,14 @@ export function createApiHandler(deps: ApiDeps): (req: Request) => Promise<Respo
     }
     const startedAt = performance.now();
     try {
-      const response = await forwardRequest(req, { transport: plan.transport, path: parsed.path, search: parsed.search, headers: plan.headers, headerTimeoutMs: deps.upstreamHeaderTimeoutMs });
+      const response = await forwardRequest(req, {
+        transport: plan.transport,
+        path: parsed.path,
+        search: parsed.search,
+        headers: plan.headers,
+        headerTimeoutMs: deps.upstreamHeaderTimeoutMs,
+        streaming: isStreaming(plan.decision.attributes.verb, parsed.search),
+      });
       return deps.onProxied?.({ identity, req, plan, status: response.status, startedAt, response }) ?? response;
     } catch (error) {
       deps.onProxied?.({ identity, req, plan, status: asApiError(error).code, startedAt });
@@ -132,6 +141,12 @@ export function createApiHandler(deps: ApiDeps): (req: Request) => Promise<Respo
   }
 
   return async function handle(req: Request): Promise<Response> {
+    const response = await route(req);
+    deps.observe?.(response.status);
+    return response;
+  };
+
+  async function route(req: Request): Promise<Response> {
     try {
       const target = rawTarget(req.url);
       const path = target.split("?")[0]!;
@@ -147,5 +162,5 @@ export function createApiHandler(deps: ApiDeps): (req: Request) => Promise<Respo
     } catch (error) {
       return statusResponse(asApiError(error));
     }
-  };
+  }
 }

@@ -1,4 +1,4 @@
-import { appendFileSync, existsSync, renameSync, statSync } from "node:fs";
+import { closeSync, existsSync, openSync, renameSync, statSync, writeSync } from "node:fs";
 import type { ApiError } from "../api/status.ts";
 import type { ProxiedEvent } from "../api/app.ts";
 import type { TunnelEvent } from "../edge/upgrade-tunnel.ts";
@@ -45,12 +45,23 @@ function commandOf(a: RequestAttributes, search: string): string[] | undefined {
   return a.subresource === "exec" ? query.getAll("command") : [`attach:${query.get("container") ?? ""}`];
 }
 
-/** Appends one JSON line per request that leaves kpass (and per refused upgrade). */
+const FLUSH_BYTES = 64 * 1024;
+const FLUSH_MS = 200;
+
+/**
+ * Appends one JSON line per request that leaves kpass (and per refused one). Lines are batched
+ * and written within 200 ms through one open descriptor, so the request path never waits on disk.
+ */
 export class AuditLog {
   private written = 0;
+  private fd: number | undefined;
+  private pending: string[] = [];
+  private pendingBytes = 0;
+  private timer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(private readonly options: AuditOptions) {
     if (options.path && existsSync(options.path)) this.written = statSync(options.path).size;
+    process.on("exit", () => this.flush());
   }
 
   get enabled(): boolean {
@@ -61,18 +72,39 @@ export class AuditLog {
     if (!this.enabled) return;
     const line = JSON.stringify(entry) + "\n";
     if (this.options.stdout) process.stdout.write(line);
+    if (!this.options.path) return;
+    this.pending.push(line);
+    this.pendingBytes += line.length;
+    if (this.pendingBytes >= FLUSH_BYTES) this.flush();
+    else this.timer ??= setTimeout(() => this.flush(), FLUSH_MS);
+  }
+
+  /** Writes what is pending, rotating to `<path>.1` first when the file would pass maxBytes. */
+  flush(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
     const path = this.options.path;
-    if (!path) return;
+    if (!path || this.pending.length === 0) return;
+    const lines = this.pending;
+    this.pending = [];
+    this.pendingBytes = 0;
     try {
-      if (this.written + line.length > this.options.maxBytes && this.written > 0) {
-        renameSync(path, `${path}.1`);
-        this.written = 0;
+      for (const line of lines) {
+        if (this.written + line.length > this.options.maxBytes && this.written > 0) this.rotate(path);
+        this.fd ??= openSync(path, "a", 0o600);
+        writeSync(this.fd, line);
+        this.written += line.length;
       }
-      appendFileSync(path, line, { mode: 0o600 });
-      this.written += line.length;
     } catch (error) {
       process.stderr.write(`kpass: audit log write failed: ${(error as Error).message}\n`);
     }
+  }
+
+  private rotate(path: string): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+    renameSync(path, `${path}.1`);
+    this.written = 0;
   }
 
   /** REST requests: logged when the response body has been sent (or the client left). */
@@ -91,8 +123,10 @@ export class AuditLog {
     const finish = (status: number, bytesOut: number) =>
       this.write({ time: new Date().toISOString(), ...base, status, bytesOut, durationMs: Math.round((performance.now() - event.startedAt) * 100) / 100 });
     const response = event.response;
-    if (!response || !response.body) {
-      finish(event.status, 0);
+    const length = response?.headers.get("content-length");
+    if (!response || !response.body || length !== null) {
+      // A body of known length needs no counting wrapper, which would take it off Bun's native path.
+      finish(event.status, Number(length ?? 0));
       return response;
     }
     let bytesOut = 0;

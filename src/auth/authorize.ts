@@ -28,12 +28,17 @@ function impersonationAttributes(resource: "users" | "groups", name: string): Re
   return { isResourceRequest: true, verb: "impersonate", apiGroup: "", apiVersion: "v1", resource, subresource: "", namespace: "", name, path: "" };
 }
 
+function hasOtherImpersonation(headers: Headers): boolean {
+  for (const name of headers.keys()) if (name.startsWith("impersonate-")) return true;
+  return false;
+}
+
 /** A client's own `--as`/`--as-group`, honoured only where the pass has an impersonate rule for it. */
 function requestedImpersonation(identity: Identity, headers: Headers, clusterName: string): ImpersonationHeaders | undefined {
   const user = headers.get("impersonate-user");
   const groups = (headers.get("impersonate-group") ?? "").split(",").map((g) => g.trim()).filter(Boolean);
-  const extras = [...headers.keys()].filter((h) => h.toLowerCase().startsWith("impersonate-") && !["impersonate-user", "impersonate-group"].includes(h.toLowerCase()));
-  if (!user && groups.length === 0 && extras.length === 0) return undefined;
+  if (!user && groups.length === 0 && !hasOtherImpersonation(headers)) return undefined;
+  const extras = [...headers.keys()].filter((h) => h.startsWith("impersonate-") && h !== "impersonate-user" && h !== "impersonate-group");
   if (!user) throw forbidden(`${who(identity)} sent Impersonate-Group or Impersonate-Extra without Impersonate-User`);
   if (extras.length > 0) throw forbidden(`${who(identity)} cannot impersonate extra attributes (${extras.join(", ")}) on cluster "${clusterName}"`);
   if (!rulesAllow(identity.rules, impersonationAttributes("users", user))) {

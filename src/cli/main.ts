@@ -5,8 +5,6 @@ import { parseArgs } from "node:util";
 import { KPASS_VERSION } from "../api/discovery.ts";
 import { parseDuration } from "../api/kinds/pass.ts";
 import { startServer } from "../server.ts";
-import { accessFromKubeconfig } from "./import-kubeconfig.ts";
-import { expectOk, kpassClient } from "./kpass-client.ts";
 
 const USAGE = `kpass ${KPASS_VERSION} — one gateway, one credential per person, plain kubectl
 
@@ -86,8 +84,14 @@ async function serve(args: string[]): Promise<void> {
   process.on("SIGTERM", shutdown);
 }
 
-function clientFor(values: { data?: string; "admin-kubeconfig"?: string }) {
+// The client commands load @kubernetes/client-node (~50 MiB) only when they run, never in `serve`.
+async function clientFor(values: { data?: string; "admin-kubeconfig"?: string }) {
+  const { kpassClient } = await import("./kpass-client.ts");
   return kpassClient(values["admin-kubeconfig"] ?? join(dataDir(values.data), "admin.kubeconfig"));
+}
+
+async function expectOk(response: Response): Promise<unknown> {
+  return (await import("./kpass-client.ts")).expectOk(response);
 }
 
 const clientOptions = { data: { type: "string" }, "admin-kubeconfig": { type: "string" } } as const;
@@ -101,10 +105,11 @@ async function clusterAdd(args: string[]): Promise<void> {
   const name = positionals[0];
   if (!name || !values.kubeconfig) throw new Error("usage: kpass cluster add NAME --kubeconfig FILE [--context CTX]");
   const labels = Object.fromEntries(values.label!.map((l) => l.split("=", 2) as [string, string]));
+  const { accessFromKubeconfig } = await import("./import-kubeconfig.ts");
   const spec: Record<string, unknown> = { access: accessFromKubeconfig(values.kubeconfig, values.context) };
   if (values.impersonation) spec.impersonation = values.impersonation;
   const body = { apiVersion: "cluster.kpass.dev/v1beta1", kind: "Cluster", metadata: { name, labels }, spec };
-  await expectOk(await clientFor(values).request("POST", "/apis/cluster.kpass.dev/v1beta1/clusters", body));
+  await expectOk(await (await clientFor(values)).request("POST", "/apis/cluster.kpass.dev/v1beta1/clusters", body));
   console.log(`cluster.cluster.kpass.dev/${name} created`);
 }
 
@@ -130,7 +135,7 @@ async function passCreate(args: string[]): Promise<void> {
   if (values.ttl) spec.ttl = values.ttl;
   if (values.admin) spec.admin = true;
   const body = { apiVersion: "cluster.kpass.dev/v1beta1", kind: "Pass", metadata: { name }, spec };
-  const created = (await expectOk(await clientFor(values).request("POST", "/apis/cluster.kpass.dev/v1beta1/passes", body))) as { status?: { token?: string } };
+  const created = (await expectOk(await (await clientFor(values)).request("POST", "/apis/cluster.kpass.dev/v1beta1/passes", body))) as { status?: { token?: string } };
   console.error(`pass.cluster.kpass.dev/${name} created; its token is shown once:`);
   console.log(created.status?.token ?? "");
 }
@@ -139,7 +144,7 @@ async function kubeconfig(args: string[]): Promise<void> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: clientOptions });
   const name = positionals[0];
   if (!name) throw new Error("usage: kpass kubeconfig PASS");
-  const response = await clientFor(values).request("GET", `/apis/cluster.kpass.dev/v1beta1/passes/${encodeURIComponent(name)}/kubeconfig`);
+  const response = await (await clientFor(values)).request("GET", `/apis/cluster.kpass.dev/v1beta1/passes/${encodeURIComponent(name)}/kubeconfig`);
   if (!response.ok) await expectOk(response);
   process.stdout.write(await response.text());
 }

@@ -59,7 +59,8 @@ export class ClusterTransports {
   private readonly transports = new Map<string, { fingerprint: string; transport: ClusterTransport }>();
 
   for(cluster: Cluster): ClusterTransport {
-    const fingerprint = `${cluster.metadata.uid}:${JSON.stringify(cluster.spec.access)}`;
+    // Every spec change bumps the generation, so uid + generation names one set of credentials.
+    const fingerprint = `${cluster.metadata.uid}/${cluster.metadata.generation}`;
     const cached = this.transports.get(cluster.metadata.name);
     if (cached && cached.fingerprint === fingerprint) return cached.transport;
     cached?.transport.close();

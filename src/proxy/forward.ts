@@ -1,8 +1,8 @@
 import { ApiError } from "../api/status.ts";
 import type { ClusterTransport } from "./cluster-transport.ts";
 
-/** Response headers that belong to the upstream hop only. */
-const RESPONSE_HOP_BY_HOP = ["connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection", "upgrade"];
+/** Response headers that belong to the upstream hop only (Content-Length is kept: the body is passed as is). */
+const RESPONSE_HOP_BY_HOP = ["connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"];
 
 /** Error codes Bun reports for a TLS failure toward the cluster (certificate or handshake). */
 function isTlsFailure(code: string, message: string): boolean {
@@ -32,6 +32,14 @@ export interface ForwardOptions {
   headers: Headers;
   /** Longest wait for the cluster's response head; the body then streams without a deadline. */
   headerTimeoutMs: number;
+  /** A watch or a followed log: may stay silent for long, so no idle timeout applies. */
+  streaming: boolean;
+}
+
+/** Whether a proxied request is a long-lived stream (watch, `logs -f`). */
+export function isStreaming(verb: string, search: string): boolean {
+  if (verb === "watch") return true;
+  return /[?&]follow=(true|1)(&|$)/.test(search);
 }
 
 /**
@@ -61,6 +69,8 @@ export async function forwardRequest(req: Request, options: ForwardOptions): Pro
       signal: upstreamAbort.signal,
       decompress: false,
       duplex: "half",
+      // Bun's fetch closes a connection idle for 5 minutes; a quiet watch must outlive that.
+      timeout: options.streaming ? false : true,
     } as RequestInit);
   } catch (error) {
     req.signal.removeEventListener("abort", onClientAbort);

@@ -5,6 +5,8 @@ import type { ClusterTransports } from "./cluster-transport.ts";
 import { upstreamFailure } from "./forward.ts";
 import { upstreamHeaders } from "./upstream-headers.ts";
 
+const PROBE_CONCURRENCY = 8;
+
 const now = () => new Date().toISOString().replace(/\.\d+Z$/, "Z");
 
 interface ProbeResult {
@@ -42,8 +44,8 @@ export class HealthProber {
       if (status?.observedGeneration !== event.object.metadata.generation) void this.probe(event.object.metadata.name);
     });
     this.stopWatching = () => watch.stop();
-    for (const cluster of this.clusters.list()) void this.probe(cluster.metadata.name);
-    if (this.intervalMs > 0) this.timer = setInterval(() => this.probeAll(), this.intervalMs);
+    void this.probeAll();
+    if (this.intervalMs > 0) this.timer = setInterval(() => void this.probeAll(), this.intervalMs);
   }
 
   stop(): void {
@@ -51,8 +53,14 @@ export class HealthProber {
     this.stopWatching?.();
   }
 
-  probeAll(): void {
-    for (const cluster of this.clusters.list()) void this.probe(cluster.metadata.name);
+  /** Probes every cluster, a few at a time, so a thousand clusters do not stall the proxy. */
+  async probeAll(): Promise<void> {
+    const names = this.clusters.list().map((c) => c.metadata.name);
+    let next = 0;
+    const worker = async () => {
+      while (next < names.length) await this.probe(names[next++]!);
+    };
+    await Promise.all(Array.from({ length: Math.min(PROBE_CONCURRENCY, names.length) }, worker));
   }
 
   async probe(name: string): Promise<void> {

@@ -21,14 +21,13 @@ export interface ImpersonationHeaders {
  */
 export function upstreamHeaders(client: Headers, transport: ClusterTransport, impersonate: ImpersonationHeaders | undefined, options: { keepUpgrade?: boolean } = {}): Headers {
   const out = new Headers();
-  const connectionTokens = (client.get("connection") ?? "").toLowerCase().split(",").map((t) => t.trim());
-  client.forEach((value, rawName) => {
-    const name = rawName.toLowerCase();
-    if (isIdentityHeader(name)) return;
-    if (options.keepUpgrade && (name === "connection" || name === "upgrade")) return;
-    if (HOP_BY_HOP.has(name) || connectionTokens.includes(name)) return;
+  const connection = client.get("connection");
+  const connectionTokens = connection ? connection.toLowerCase().split(",").map((t) => t.trim()) : undefined;
+  // Headers iterates names in lower case.
+  for (const [name, value] of client) {
+    if (isIdentityHeader(name) || HOP_BY_HOP.has(name) || connectionTokens?.includes(name)) continue;
     out.append(name, value);
-  });
+  }
   if (options.keepUpgrade) {
     out.set("connection", "Upgrade");
     const upgrade = client.get("upgrade");
@@ -47,12 +46,10 @@ export function upstreamHeaders(client: Headers, transport: ClusterTransport, im
 function assertClean(headers: Headers, transport: ClusterTransport, impersonate: ImpersonationHeaders | undefined): void {
   const authorization = headers.get("authorization");
   if (authorization !== null && authorization !== `Bearer ${transport.bearerToken}`) throw forbidden("refusing to forward a request with a client Authorization header");
-  headers.forEach((_value, name) => {
-    const lower = name.toLowerCase();
-    if ((lower === "impersonate-user" || lower === "impersonate-group") && impersonate) return;
-    if (lower.startsWith("impersonate-") || lower.startsWith("x-remote-") || lower.startsWith("x-forwarded-")) {
+  if (!impersonate && headers.has("impersonate-user")) throw forbidden("refusing to forward a request with a client Impersonate-User header");
+  for (const name of headers.keys()) {
+    if (name.startsWith("impersonate-") ? name !== "impersonate-user" && name !== "impersonate-group" : name.startsWith("x-remote-") || name.startsWith("x-forwarded-")) {
       throw forbidden(`refusing to forward a request with a client ${name} header`);
     }
-  });
+  }
 }
-

@@ -31,6 +31,12 @@ export interface StartOptions {
   args?: string[];
 }
 
+/** Every kpass a test started, so none outlives the test process even when a test fails early. */
+const running = new Set<{ kill(): void }>();
+process.on("exit", () => {
+  for (const proc of running) proc.kill();
+});
+
 export async function startKpass(options: StartOptions = {}): Promise<KpassProcess> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "kpass-test-"));
   const proc = Bun.spawn([BUN, join(ROOT, "src/cli/main.ts"), "serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--probe-interval", "2s", "--upstream-timeout", "5s", ...(options.args ?? [])], {
@@ -38,6 +44,8 @@ export async function startKpass(options: StartOptions = {}): Promise<KpassProce
     stderr: "pipe",
     cwd: ROOT,
   });
+  running.add(proc);
+  void proc.exited.then(() => running.delete(proc));
   let stderrText = "";
   const reader = proc.stderr.getReader();
   const decoder = new TextDecoder();
@@ -136,4 +144,20 @@ export async function eventually<T>(check: () => Promise<T | undefined> | T | un
     if (Date.now() > deadline) throw new Error("condition not reached in time");
     await Bun.sleep(50);
   }
+}
+
+/** Audit lines of a kpass, once `ready` holds for them (the log is written in batches within 200 ms). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export async function auditLines(kpass: KpassProcess, ready: (lines: any[]) => boolean): Promise<any[]> {
+  const path = join(kpass.dataDir, "audit.log");
+  return eventually(() => {
+    let text = "";
+    try {
+      text = readFileSync(path, "utf8");
+    } catch {
+      return undefined;
+    }
+    const lines = text.trim().split("\n").filter(Boolean).map((l) => JSON.parse(l));
+    return ready(lines) ? lines : undefined;
+  }, 5000);
 }

@@ -30,6 +30,7 @@ describe("AuditLog", () => {
     const path = join(dir, "audit.log");
     const log = new AuditLog({ path, stdout: false, maxBytes: 1000 });
     for (let i = 0; i < 10; i++) log.write(entry(i));
+    log.flush();
     expect(existsSync(`${path}.1`)).toBe(true);
     expect(statSync(path).mode & 0o777).toBe(0o600);
     expect(statSync(path).size).toBeLessThanOrEqual(1000);
