@@ -11,7 +11,7 @@ const USAGE = `kpass ${KPASS_VERSION} — one gateway, one credential per person
 Usage:
   kpass serve [--data DIR] [--listen HOST:PORT] [--san NAME]... [--external-url URL]
               [--tls-cert FILE --tls-key FILE [--ca-cert FILE]] [--probe-interval 60s]
-              [--upstream-timeout 15s] [--audit file|stdout|both|off] [--audit-max-size 100Mi]
+              [--upstream-timeout 30s] [--audit file|stdout|both|off] [--audit-max-size 100Mi]
   kpass version
   kpass cluster add NAME --kubeconfig FILE [--context CTX] [--label k=v]... [--impersonation none|user]
   kpass pass create NAME --user USER [--group G]... [--clusters a,b] [--role view]... [--ttl 720h] [--admin]
@@ -54,7 +54,7 @@ async function serve(args: string[]): Promise<void> {
       "tls-key": { type: "string" },
       "ca-cert": { type: "string" },
       "probe-interval": { type: "string", default: "60s" },
-      "upstream-timeout": { type: "string", default: "15s" },
+      "upstream-timeout": { type: "string", default: "30s" },
       audit: { type: "string", default: "file" },
       "audit-max-size": { type: "string", default: "100Mi" },
     },

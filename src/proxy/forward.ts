@@ -78,7 +78,8 @@ export async function forwardRequest(req: Request, options: ForwardOptions): Pro
   } finally {
     clearTimeout(timer);
   }
-  const headers = new Headers(upstream.headers);
-  for (const name of RESPONSE_HOP_BY_HOP) headers.delete(name);
-  return new Response(upstream.body, { status: upstream.status, statusText: upstream.statusText, headers });
+  // Bun lets a fetched response's headers change; passing the response itself keeps the body on
+  // Bun's native path.
+  for (const name of RESPONSE_HOP_BY_HOP) upstream.headers.delete(name);
+  return upstream;
 }
