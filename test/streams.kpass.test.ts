@@ -4,14 +4,14 @@
  * as against the fixture directly, for a bearer-token cluster and a client-certificate cluster.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
 import { startTestCluster, type TestCluster, type UpgradeHandler } from "./fixture/cluster/server.ts";
 import { createStreamUpgradeHandler, rejectUpgrade, type StreamUpgradeFixture } from "./fixture/streams/index.ts";
 import { defineClientNodeScenarioTests, defineStreamScenarioTests, execExitCodeScenario, type StreamScenarioTarget } from "./fixture/streams/scenarios.ts";
 import { kubectlBinary, kubectlEnv, runKubectl } from "./harness/kubectl.ts";
-import { auditLines, clientCredential, clusterManifest, proxyUrl, removeDataDir, startKpass, writeKubeconfig, type KpassProcess } from "./harness/kpass.ts";
-import { rawRequest } from "./harness/raw-http.ts";
+import { auditLines, clientCredential, eventually, clusterManifest, proxyUrl, removeDataDir, startKpass, writeKubeconfig, type KpassProcess } from "./harness/kpass.ts";
+import { RawConnection, rawRequest } from "./harness/raw-http.ts";
 
 const CLUSTERS = "/apis/cluster.kpass.dev/v1beta1/clusters";
 const PASSES = "/apis/cluster.kpass.dev/v1beta1/passes";
@@ -101,6 +101,20 @@ describe("the tunnel's edges", () => {
     expect(seen.headers.authorization).toBe("Bearer stream-token");
     for (const name of ["x-forwarded-for", "x-remote-user", "x-remote-group"]) expect(seen.headers[name]).toBeUndefined();
     expect(seen.headers["x-stream-protocol-version"]).toBe("v4.channel.k8s.io");
+  });
+
+  test("a client that leaves while its upgrade is being set up leaves no tunnel behind", async () => {
+    const baseline = tokenCluster.activeUpgrades();
+    const sockets = () => readdirSync(`/proc/${kpass.pid}/fd`).filter((fd) => { try { return readlinkSync(`/proc/${kpass.pid}/fd/${fd}`).startsWith("socket:"); } catch { return false; } }).length;
+    const socketsBefore = sockets();
+    for (let i = 0; i < 20; i++) {
+      const connection = await RawConnection.open(kpass.url, kpass.caPem);
+      connection.send(`POST ${CLUSTERS}/token/proxy/api/v1/namespaces/default/pods/web-0/exec?command=cat&stdin=true&stdout=true HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${kpass.adminToken}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n`);
+      connection.close();
+    }
+    await eventually(() => (tokenCluster.activeUpgrades() <= baseline && sockets() <= socketsBefore ? true : undefined), 5000).catch(() => undefined);
+    expect(tokenCluster.activeUpgrades()).toBeLessThanOrEqual(baseline);
+    expect(sockets()).toBeLessThanOrEqual(socketsBefore);
   });
 
   test("when a cluster refuses WebSocket, kubectl 1.33 falls back to SPDY through kpass", async () => {

@@ -19,7 +19,13 @@ export class PipeEnd {
 
   attach(socket: Socket<PipeEnd>): void {
     this.socket = socket;
+    // The other side may have gone while this one was still connecting.
+    if (this.closed) {
+      socket.end();
+      return;
+    }
     this.flush();
+    if (this.peer?.closed) this.closeSoon();
   }
 
   write(chunk: Uint8Array): void {
