@@ -68,7 +68,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     kind: passKind,
     store: passes,
     // The token is shown once, in the create response; kpass keeps only the key that signs it.
-    createdResponse: async (pass) => ({ status: { ...pass.status, token: await tokens.mint(pass.metadata.name, pass.metadata.uid, pass.spec.expiresAt) } }),
+    createdResponse: async (pass) => ({ status: { ...pass.status, token: await tokens.mint(pass.metadata.name, pass.metadata.uid) } }),
   };
   const endpoints = [{ kind: clusterKind, store: clusters }, passEndpoint] as unknown as KindEndpoint<StoredObject>[];
 
@@ -76,7 +76,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   let externalUrl = config.externalUrl ?? "";
 
   async function kubeconfigFor(pass: Pass): Promise<string> {
-    const token = await tokens.mint(pass.metadata.name, pass.metadata.uid, pass.spec.expiresAt);
+    const token = await tokens.mint(pass.metadata.name, pass.metadata.uid);
     const identity = await authenticator.authenticate(new Headers({ authorization: `Bearer ${token}` }));
     return buildKubeconfig({ serverUrl: externalUrl, caPem: certificates.caPem, passName: pass.metadata.name, token, clusters: clusters.list().filter((c) => identity.reachesCluster(c)) });
   }

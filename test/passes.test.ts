@@ -211,6 +211,10 @@ describe("live edits, impersonation, revocation and expiry", () => {
     const response = await kpass.api("GET", `${CLUSTERS}/prod/proxy/api/v1/namespaces/default/pods`, undefined, { token: shortLived });
     expect(response.status).toBe(401);
     expect((await response.json()).message).toContain("expired");
+    // Expiry lives on the Pass, not in the token: extending the pass revives the same token.
+    const later = new Date(Date.now() + 3_600_000).toISOString();
+    expect((await kpass.api("PATCH", `${PASSES}/dan`, { spec: { expiresAt: later } }, { headers: { "content-type": "application/merge-patch+json" } })).status).toBe(200);
+    expect((await kpass.api("GET", `${CLUSTERS}/prod/proxy/api/v1/namespaces/default/pods`, undefined, { token: shortLived })).status).toBe(200);
   });
 
   test("bad tokens are 401: garbage, wrong signature, alg none", async () => {

@@ -21,10 +21,12 @@ export class TokenService {
 
   constructor(private readonly key: SigningKey) {}
 
-  async mint(passName: string, passUid: string, expiresAt?: string): Promise<string> {
-    const jwt = new SignJWT({}).setProtectedHeader({ alg: TOKEN_ALGORITHM, kid: this.key.kid, typ: "JWT" }).setIssuer(TOKEN_ISSUER).setSubject(passName).setJti(passUid).setIssuedAt();
-    if (expiresAt) jwt.setExpirationTime(Math.floor(Date.parse(expiresAt) / 1000));
-    return jwt.sign(this.key.privateKey);
+  /**
+   * The token carries no expiry of its own: the Pass it names is checked on every request, so
+   * shortening or extending `expiresAt` (or deleting the pass) applies to tokens already issued.
+   */
+  mint(passName: string, passUid: string): Promise<string> {
+    return new SignJWT({}).setProtectedHeader({ alg: TOKEN_ALGORITHM, kid: this.key.kid, typ: "JWT" }).setIssuer(TOKEN_ISSUER).setSubject(passName).setJti(passUid).setIssuedAt().sign(this.key.privateKey);
   }
 
   /** Signature and shape only; whether the pass still exists and is current is the caller's check. */
