@@ -99,6 +99,8 @@ export function startEdge(options: EdgeOptions): TCPSocketListener<ClientEnd> {
         socket.timeout(0);
         if (parsed.kind === "error") return client.reject(parsed.message === "request head too large" ? 431 : 400, statusBody(400, "BadRequest", parsed.message));
         client.phase = "deciding";
+        // Read nothing more until the connection's fate is decided; piping resumes it.
+        socket.pause();
         if (isUpgrade(parsed.head)) {
           options.upgrade(parsed.head, client).catch(() => client.reject(500, statusBody(500, "InternalError", "upgrade failed")));
         } else {
