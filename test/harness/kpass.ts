@@ -56,7 +56,8 @@ export async function startKpass(options: StartOptions = {}): Promise<KpassProce
     const { value, done } = await reader.read();
     if (done) throw new Error(`kpass exited: ${stderrText}`);
     stderrText += decoder.decode(value);
-    url = /listening on (https:\/\/\S+)/.exec(stderrText)?.[1];
+    // The kubeconfig line is printed last, once everything is written.
+    if (/admin kubeconfig: \S+\n/.test(stderrText)) url = /listening on (https:\/\/\S+)/.exec(stderrText)?.[1];
   }
   void (async () => {
     for (;;) {
