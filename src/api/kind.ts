@@ -35,9 +35,16 @@ export interface KindDefinition<T extends StoredObject> {
   visibleTo(object: T, viewer: Identity): boolean;
 }
 
+const DNS1123_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/** A lowercase RFC 1123 subdomain: what object names (and so file names) may be. */
+export function isDnsSubdomain(name: string): boolean {
+  return DNS1123_SUBDOMAIN.test(name);
+}
+
 /** Kubernetes' short human durations: 45s, 5m10s, 3h, 2d5h, 400d. */
-export function humanAge(timestamp: string, now: number): string {
-  const seconds = Math.max(0, Math.floor((now - Date.parse(timestamp)) / 1000));
+export function humanDuration(ms: number): string {
+  const seconds = Math.max(0, Math.floor(ms / 1000));
   if (seconds < 120) return `${seconds}s`;
   const minutes = Math.floor(seconds / 60);
   if (minutes < 10) return seconds % 60 === 0 ? `${minutes}m` : `${minutes}m${seconds % 60}s`;
@@ -49,4 +56,9 @@ export function humanAge(timestamp: string, now: number): string {
   if (days < 8) return hours % 24 === 0 ? `${days}d` : `${days}d${hours % 24}h`;
   if (days < 365 * 2) return `${days}d`;
   return `${Math.floor(days / 365)}y`;
+}
+
+/** The AGE column: time since `timestamp`. */
+export function humanAge(timestamp: string, now: number): string {
+  return humanDuration(now - Date.parse(timestamp));
 }

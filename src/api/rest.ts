@@ -3,7 +3,7 @@ import type { ObjectStore } from "../store/object-store.ts";
 import type { StoredObject } from "../store/object.ts";
 import { matchesLabels, parseLabelSelector, parseNameFieldSelector } from "../store/label-selector.ts";
 import { readObjectBody, readPatchBody } from "./body.ts";
-import { API_VERSION, GROUP, type KindDefinition } from "./kind.ts";
+import { API_VERSION, GROUP, isDnsSubdomain, type KindDefinition } from "./kind.ts";
 import { applyPatchDocument } from "./patch.ts";
 import { prune } from "./schema.ts";
 import { ApiError, badRequest, forbidden, invalid } from "./status.ts";
@@ -17,8 +17,6 @@ export interface KindEndpoint<T extends StoredObject> {
   /** What a create response carries beyond the object (e.g. a token shown once). */
   createdResponse?: (object: T) => Promise<Record<string, unknown>>;
 }
-
-const DNS1123_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
 function query(req: Request): URLSearchParams {
   return new URL(req.url).searchParams;
@@ -56,7 +54,7 @@ function checkTypeMeta(kind: KindDefinition<StoredObject>, object: StoredObject)
 
 function checkName(kind: KindDefinition<StoredObject>, name: string): void {
   if (!name) throw invalid(kind.kind, name, [{ field: "metadata.name", message: "Required value: name is required" }]);
-  if (!DNS1123_SUBDOMAIN.test(name)) {
+  if (!isDnsSubdomain(name)) {
     throw invalid(kind.kind, name, [
       { field: "metadata.name", message: `Invalid value: "${name}": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character` },
     ]);
@@ -204,7 +202,7 @@ async function write<T extends StoredObject>(
   warnings: string[],
 ): Promise<Response> {
   const { kind, store } = endpoint;
-  visibleObject(endpoint, name, viewer);
+  const visible = visibleObject(endpoint, name, viewer);
   const dryRun = isDryRun(req);
   const build = (current: T): T => {
     const candidate = next(current);
@@ -214,10 +212,7 @@ async function write<T extends StoredObject>(
     const merged = { ...candidate, status: current.status } as T;
     return validated(kind, merged);
   };
-  if (dryRun) {
-    const current = visibleObject(endpoint, name, viewer);
-    return respond(kind.redact(build(current), viewer), 200, warnings);
-  }
+  if (dryRun) return respond(kind.redact(build(visible), viewer), 200, warnings);
   const stored = await store.update(name, build, { bumpGeneration: (a, b) => subresource === "" && specChanged(a, b) });
   return respond(kind.redact(stored, viewer), 200, warnings);
 }
@@ -225,7 +220,7 @@ async function write<T extends StoredObject>(
 export async function remove<T extends StoredObject>(req: Request, endpoint: KindEndpoint<T>, name: string, viewer: Identity): Promise<Response> {
   const { kind, store } = endpoint;
   requireWriter(viewer, kind as KindDefinition<StoredObject>, "delete");
-  visibleObject(endpoint, name, viewer);
+  const current = visibleObject(endpoint, name, viewer);
   let preconditions: { uid?: string; resourceVersion?: string } | undefined;
   const text = req.body ? await req.text() : "";
   if (text.trim()) {
@@ -235,7 +230,7 @@ export async function remove<T extends StoredObject>(req: Request, endpoint: Kin
       throw badRequest("the DeleteOptions body could not be decoded as JSON");
     }
   }
-  if (isDryRun(req)) return respond(kind.redact(store.get(name)!, viewer), 200);
+  if (isDryRun(req)) return respond(kind.redact(current, viewer), 200);
   const deleted = await store.delete(name, preconditions);
   return respond(kind.redact(deleted, viewer), 200);
 }

@@ -1,13 +1,12 @@
 import type { Cluster, ClusterStatus, Condition } from "../api/kinds/cluster.ts";
-import { asApiError } from "../api/status.ts";
 import type { ObjectStore } from "../store/object-store.ts";
+import { timestamp } from "../store/object.ts";
 import type { ClusterTransports } from "./cluster-transport.ts";
 import { upstreamFailure } from "./forward.ts";
 import { upstreamHeaders } from "./upstream-headers.ts";
 
 const PROBE_CONCURRENCY = 8;
 
-const now = () => new Date().toISOString().replace(/\.\d+Z$/, "Z");
 
 interface ProbeResult {
   ready: boolean;
@@ -90,7 +89,7 @@ export class HealthProber {
       return { ready: true, reason: "ProbeSucceeded", message: "GET /version succeeded", version: info.gitVersion, platform: info.platform };
     } catch (error) {
       const failure = upstreamFailure(cluster.metadata.name, error, abort.aborted);
-      return { ready: false, reason: failure.code === 502 ? "TLSError" : "Unreachable", message: asApiError(failure).message };
+      return { ready: false, reason: failure.code === 502 ? "TLSError" : "Unreachable", message: failure.message };
     }
   }
 
@@ -115,12 +114,12 @@ export class HealthProber {
         status,
         reason: result.reason,
         message: result.message,
-        lastTransitionTime: previous && previous.status === status ? previous.lastTransitionTime : now(),
+        lastTransitionTime: previous && previous.status === status ? previous.lastTransitionTime : timestamp(),
       };
       const next: ClusterStatus = {
         ...current.status,
         conditions: [condition],
-        lastProbeTime: now(),
+        lastProbeTime: timestamp(),
         observedGeneration: generation,
         version: result.version ?? current.status?.version,
         platform: result.platform ?? current.status?.platform,

@@ -1,6 +1,6 @@
 import { ApiError } from "../api/status.ts";
 import type { FilePersistence } from "./file-persistence.ts";
-import type { StoreEvent, StoredObject, WatchEventType } from "./object.ts";
+import { timestamp, type StoreEvent, type StoredObject, type WatchEventType } from "./object.ts";
 
 /** A global, monotonically increasing revision shared by every store, as etcd's is. */
 export class RevisionClock {
@@ -87,7 +87,7 @@ export class ObjectStore<T extends StoredObject> {
       const stored = this.stamp(object, {
         uid: crypto.randomUUID(),
         generation: 1,
-        creationTimestamp: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
+        creationTimestamp: timestamp(),
       });
       await this.persistence.write(this.resource, stored);
       this.commit("ADDED", stored);

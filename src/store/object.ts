@@ -1,3 +1,8 @@
+/** A Kubernetes timestamp (RFC 3339, whole seconds), as metadata and status fields carry them. */
+export function timestamp(ms: number = Date.now()): string {
+  return new Date(ms).toISOString().replace(/\.\d+Z$/, "Z");
+}
+
 /** The metadata every stored object carries, as Kubernetes ObjectMeta (cluster-scoped subset). */
 export interface ObjectMeta {
   name: string;

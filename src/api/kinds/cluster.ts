@@ -2,7 +2,7 @@ import { createPrivateKey, X509Certificate } from "node:crypto";
 import type { Identity } from "../../auth/identity.ts";
 import type { StoredObject } from "../../store/object.ts";
 import { objectSchema, type FieldProblem, type Schema } from "../schema.ts";
-import { humanAge, type KindDefinition } from "../kind.ts";
+import { humanAge, isDnsSubdomain, type KindDefinition } from "../kind.ts";
 
 export type CredentialType = "ServiceAccountToken" | "X509Certificate";
 
@@ -139,8 +139,6 @@ function checkPrivateKey(value: string): string | undefined {
   }
 }
 
-const DNS_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/i;
-
 function validateEndpoint(endpoint: string, at: string): FieldProblem[] {
   let url: URL;
   try {
@@ -162,7 +160,8 @@ function validateAccess(access: ClusterAccess): FieldProblem[] {
     if (problem) problems.push({ field: `${at}.caBundle`, message: problem });
     if (access.insecure) problems.push({ field: `${at}.insecure`, message: "must not be true when caBundle is set" });
   }
-  if (access.tlsServerName && !DNS_NAME.test(access.tlsServerName)) {
+  // Host names compare case-insensitively.
+  if (access.tlsServerName && !isDnsSubdomain(access.tlsServerName.toLowerCase())) {
     problems.push({ field: `${at}.tlsServerName`, message: "must be a DNS name" });
   }
   if (access.proxyURL) {

@@ -2,8 +2,8 @@ import type { Identity } from "../../auth/identity.ts";
 import { validateRules, type PolicyRule } from "../../auth/policy-rules.ts";
 import { builtInRoleNames } from "../../auth/roles.ts";
 import type { LabelSelectorSpec } from "../../store/label-selector.ts";
-import type { StoredObject } from "../../store/object.ts";
-import { humanAge, type KindDefinition } from "../kind.ts";
+import { timestamp, type StoredObject } from "../../store/object.ts";
+import { humanAge, humanDuration, type KindDefinition } from "../kind.ts";
 import { objectSchema, type FieldProblem, type Schema } from "../schema.ts";
 
 export interface PassSpec {
@@ -126,7 +126,7 @@ export const passKind: KindDefinition<Pass> = {
   validate: validatePass,
   normalize(pass) {
     const { ttl, ...spec } = pass.spec;
-    if (ttl && !spec.expiresAt) spec.expiresAt = new Date(Date.now() + parseDuration(ttl)!).toISOString().replace(/\.\d+Z$/, "Z");
+    if (ttl && !spec.expiresAt) spec.expiresAt = timestamp(Date.now() + parseDuration(ttl)!);
     return { ...pass, spec };
   },
   columns: [
@@ -138,7 +138,7 @@ export const passKind: KindDefinition<Pass> = {
   ],
   row(pass, now) {
     const expires = pass.spec.expiresAt;
-    const expiresCell = !expires ? "<never>" : Date.parse(expires) <= now ? "expired" : humanAge(new Date(now - (Date.parse(expires) - now)).toISOString(), now);
+    const expiresCell = !expires ? "<never>" : Date.parse(expires) <= now ? "expired" : humanDuration(Date.parse(expires) - now);
     return [pass.metadata.name, pass.spec.user, clustersCell(pass), expiresCell, humanAge(pass.metadata.creationTimestamp, now)];
   },
   redact: (pass) => pass,
