@@ -89,26 +89,17 @@ if (values.mode === "serve") {
   url = `https://127.0.0.1:${server.port}`;
   stop = () => server.stop(true);
 } else if (values.mode === "edge") {
-  const apiSocket = join(values.dir, `bare-edge-${process.pid}.sock`);
-  const api = Bun.serve({
-    unix: apiSocket,
-    fetch(req, server) {
-      server.timeout(req, 0);
-      return handler(req);
-    },
-  });
+  // The same edge kpass uses (own framing, in-process handler), without kpass's request path.
   const edge = startEdge({
     hostname: "127.0.0.1",
     port: 0,
     tls: { cert: serving.certPem, key: serving.keyPem },
-    apiSocket,
-    upgrade: async (_head, client) => client.reject(400, JSON.stringify({ kind: "Status", apiVersion: "v1", status: "Failure", code: 400, reason: "BadRequest", message: "no upgrades here" })),
+    handle: (req) => handler(req),
+    upgrade: async (_head, _context, client) =>
+      client.respond(Response.json({ kind: "Status", apiVersion: "v1", status: "Failure", code: 400, reason: "BadRequest", message: "no upgrades here" }, { status: 400 })),
   });
   url = `https://127.0.0.1:${edge.port}`;
-  stop = () => {
-    edge.stop(true);
-    api.stop(true);
-  };
+  stop = () => edge.stop(true);
 } else {
   throw new Error(`--mode must be serve or edge, not ${values.mode}`);
 }

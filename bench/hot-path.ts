@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { Cluster } from "../src/api/kinds/cluster.ts";
 import type { Pass } from "../src/api/kinds/pass.ts";
-import { rawTarget } from "../src/api/app.ts";
+import { hasDotSegment } from "../src/edge/request-target.ts";
 import { Authenticator } from "../src/auth/authenticate.ts";
 import { authorizeProxy } from "../src/auth/authorize.ts";
 import { loadOrCreateSigningKey } from "../src/auth/signing-key.ts";
@@ -55,7 +55,7 @@ try {
   const clientHeaders = new Headers({ host: "127.0.0.1:8443", authorization: `Bearer ${token}`, "user-agent": "kubectl/v1.33.0 (linux/amd64) kubernetes/abcdef", accept: "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;g=meta.k8s.io;v=v1,application/json", "accept-encoding": "gzip" });
   const upstreamResponseHeaders = new Headers({ "content-type": "application/json", "cache-control": "no-cache, private", date: new Date().toUTCString(), "content-length": "3038", "audit-id": crypto.randomUUID(), "x-kubernetes-pf-flowschema-uid": crypto.randomUUID(), "x-kubernetes-pf-prioritylevel-uid": crypto.randomUUID() });
   const identity = await authenticator.authenticate(clientHeaders);
-  const parsed = parseProxyTarget(rawTarget(url))!;
+  const parsed = parseProxyTarget(new URL(url).pathname)!;
   const transport = transports.for(cluster);
 
   const results: [string, number][] = [];
@@ -68,7 +68,8 @@ try {
   }
   const syncTime = (name: string, fn: () => unknown) => time(name, fn);
 
-  await syncTime("rawTarget + parseProxyTarget", () => parseProxyTarget(rawTarget(url)));
+  const target = new URL(url).pathname;
+  await syncTime("hasDotSegment + parseProxyTarget", () => !hasDotSegment(target) && parseProxyTarget(target));
   await time("authenticator.authenticate (cached token)", () => authenticator.authenticate(clientHeaders));
   await syncTime("authorizeProxy (request attributes, rules, impersonation)", () => authorizeProxy(identity, cluster, { method: "GET", path: parsed.path, search: parsed.search, headers: clientHeaders, upgrade: false }));
   await syncTime("transports.for (fingerprint = JSON.stringify(spec.access))", () => transports.for(cluster));

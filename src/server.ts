@@ -1,8 +1,7 @@
-import { rmSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Server, TCPSocketListener } from "bun";
+import type { TCPSocketListener } from "bun";
+import { writeAdminKubeconfig } from "./admin-kubeconfig.ts";
 import { createApiHandler } from "./api/app.ts";
 import { clusterKind, type Cluster } from "./api/kinds/cluster.ts";
 import { passKind, type Pass } from "./api/kinds/pass.ts";
@@ -14,7 +13,7 @@ import type { Identity } from "./auth/identity.ts";
 import { buildKubeconfig } from "./auth/kubeconfig.ts";
 import { loadOrCreateSigningKey } from "./auth/signing-key.ts";
 import { TokenService } from "./auth/tokens.ts";
-import type { ClientEnd } from "./edge/listener.ts";
+import type { ClientConnection } from "./edge/connection.ts";
 import { startEdge } from "./edge/listener.ts";
 import { loadServingCertificates } from "./edge/serving-certificates.ts";
 import { createUpgradeHandler } from "./edge/upgrade-tunnel.ts";
@@ -35,8 +34,13 @@ export interface ServerConfig {
   tlsKeyFile?: string;
   caFile?: string;
   probeIntervalMs: number;
+  /** Longest wait for a cluster's response head when the request names no `?timeout=`. */
   upstreamTimeoutMs: number;
-  audit: { file: boolean; stdout: boolean; maxBytes: number };
+  /** TCP connect + TLS handshake budget toward a cluster. */
+  connectTimeoutMs?: number;
+  /** Seconds an idle client keep-alive connection stays open. */
+  idleTimeoutSeconds?: number;
+  audit: { file: boolean; stdout: boolean; maxBytes: number; maxBackups?: number };
 }
 
 export interface RunningServer {
@@ -59,9 +63,10 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const passes = new ObjectStore<Pass>("passes", clock, persistence);
   await clusters.load();
   await passes.load();
-  const transports = new ClusterTransports();
+  const connectTimeoutMs = config.connectTimeoutMs ?? Math.min(config.upstreamTimeoutMs, 10_000);
+  const transports = new ClusterTransports({ connectTimeoutMs });
   const authenticator = new Authenticator(tokens, passes);
-  const audit = new AuditLog({ path: config.audit.file ? join(config.dataDir, "audit.log") : undefined, stdout: config.audit.stdout, maxBytes: config.audit.maxBytes });
+  const audit = new AuditLog({ path: config.audit.file ? join(config.dataDir, "audit.log") : undefined, stdout: config.audit.stdout, maxBytes: config.audit.maxBytes, maxBackups: config.audit.maxBackups });
   const metrics = new Metrics();
 
   const passEndpoint: KindEndpoint<Pass> = {
@@ -72,13 +77,12 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   };
   const endpoints = [{ kind: clusterKind, store: clusters }, passEndpoint] as unknown as KindEndpoint<StoredObject>[];
 
-  const apiSocket = join(tmpdir(), `kpass-${process.pid}-${crypto.randomUUID().slice(0, 8)}.sock`);
   let externalUrl = config.externalUrl ?? "";
 
-  async function kubeconfigFor(pass: Pass): Promise<string> {
+  async function kubeconfigFor(pass: Pass, currentContext?: string): Promise<string> {
     const token = await tokens.mint(pass.metadata.name, pass.metadata.uid);
     const identity = await authenticator.authenticate(new Headers({ authorization: `Bearer ${token}` }));
-    return buildKubeconfig({ serverUrl: externalUrl, caPem: certificates.caPem, passName: pass.metadata.name, token, clusters: clusters.list().filter((c) => identity.reachesCluster(c)) });
+    return buildKubeconfig({ serverUrl: externalUrl, caPem: certificates.caPem, passName: pass.metadata.name, token, clusters: clusters.list().filter((c) => identity.reachesCluster(c)), currentContext });
   }
 
 
@@ -90,7 +94,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     if (!identity.isAdmin && identity.pass !== name) throw forbidden(`pass "${identity.pass}" may only fetch its own kubeconfig`);
     const pass = passes.get(name);
     if (!pass) throw notFound("Pass", name);
-    return new Response(await kubeconfigFor(pass), { headers: { "content-type": "application/yaml" } });
+    return new Response(await kubeconfigFor(pass, new URL(req.url).searchParams.get("context") ?? undefined), { headers: { "content-type": "application/yaml" } });
   }
 
   const handler = createApiHandler({
@@ -101,34 +105,26 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     upstreamHeaderTimeoutMs: config.upstreamTimeoutMs,
     extraRoutes,
     onProxied: (event) => audit.recordRequest(event),
-    onRefused: (target, identity, error) => audit.recordRefused(target, identity, error),
+    onRefused: (target, identity, error, source) => audit.recordRefused(target, identity, error, source),
     metrics: () => metrics.render({ clusters: clusters.size, passes: passes.size }),
     observe: (status) => metrics.observe(status),
   });
-  const api: Server<undefined> = Bun.serve({
-    unix: apiSocket,
-    fetch(req, server) {
-      // Watches, logs -f and long LISTs have no deadline here; the edge owns the client connection.
-      server.timeout(req, 0);
-      return handler(req);
-    },
-  });
-
   const upgrade = createUpgradeHandler({
     authenticator,
     clusters,
     transports,
-    connectTimeoutMs: config.upstreamTimeoutMs,
+    headerTimeoutMs: config.upstreamTimeoutMs,
     onTunnelClosed: (event) => audit.recordTunnel(event),
-    onRefused: (target, identity, error) => audit.recordRefused(target, identity, error),
+    onRefused: (target, identity, error, source) => audit.recordRefused(target, identity, error, source),
   });
-  let edge: TCPSocketListener<ClientEnd>;
-  try {
-    edge = startEdge({ hostname: config.hostname, port: config.port, tls: { cert: certificates.certPem, key: certificates.keyPem }, apiSocket, upgrade });
-  } catch (error) {
-    api.stop(true);
-    throw error;
-  }
+  const edge: TCPSocketListener<ClientConnection> = startEdge({
+    hostname: config.hostname,
+    port: config.port,
+    tls: { cert: certificates.certPem, key: certificates.keyPem },
+    handle: (req, context) => handler(req, context),
+    upgrade,
+    idleTimeoutSeconds: config.idleTimeoutSeconds,
+  });
   const host = config.hostname === "0.0.0.0" || config.hostname === "::" ? "127.0.0.1" : config.hostname;
   const url = `https://${host.includes(":") ? `[${host}]` : host}:${edge.port}`;
   if (!externalUrl) externalUrl = url;
@@ -143,8 +139,9 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       spec: { user: "kpass-admin", admin: true, roles: ["cluster-admin"], clusters: { names: ["*"] } },
     } as unknown as Pass);
   }
-  // Rewritten on every start so it always names the address kpass listens on now.
-  await writeFile(adminKubeconfigPath, await kubeconfigFor(admin), { mode: 0o600 });
+  // Rewritten (atomically) on every start so it always names the address kpass listens on now;
+  // a current-context the user chose is kept while that context exists, else it is `kpass`.
+  await writeAdminKubeconfig(adminKubeconfigPath, await kubeconfigFor(admin));
 
   const prober = new HealthProber(clusters, transports, config.probeIntervalMs, Math.min(config.upstreamTimeoutMs, 10_000));
   prober.start();
@@ -156,8 +153,6 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     async stop() {
       prober.stop();
       edge.stop(true);
-      await api.stop(true);
-      rmSync(apiSocket, { force: true });
     },
   };
 }

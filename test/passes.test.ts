@@ -79,13 +79,13 @@ describe("creating passes and their kubeconfigs", () => {
     expect(exit).toBe(0);
     const config = parse(kubeconfig);
     expect(config.contexts.map((c: { name: string }) => c.name)).toEqual(["prod", "secret", "kpass"]);
-    expect(config["current-context"]).toBe("prod");
+    expect(config["current-context"]).toBe("kpass");
     expect(config.clusters[0].cluster.server).toBe(`${kpass.url}/apis/cluster.kpass.dev/v1beta1/clusters/prod/proxy`);
     expect(Buffer.from(config.clusters[0].cluster["certificate-authority-data"], "base64").toString()).toBe(kpass.caPem);
     expect(kubeconfig).not.toContain("insecure-skip-tls-verify");
     const path = join(kpass.dataDir, "bob-cli.kubeconfig");
     writeFileSync(path, kubeconfig);
-    const pods = await runKubectl("1.33", ["--kubeconfig", path, "get", "pods", "-n", "default", "-o", "name"]);
+    const pods = await runKubectl("1.33", ["--kubeconfig", path, "--context", "prod", "get", "pods", "-n", "default", "-o", "name"]);
     expect(pods.stdout).toContain("pod/web-0");
   });
 });

@@ -98,21 +98,21 @@ describe("proxy paths cannot climb out of the cluster", () => {
     });
   }
 
-  test("a path that climbs from one cluster into another is authorized for the other", async () => {
+  test("a path that climbs from one cluster into another is a 404, never resolved", async () => {
     expect((await kpass.api("POST", CLUSTERS, clusterManifest("c2", fixture, { token: "robust-token" }))).status).toBe(201);
     const pass = await kpass.api("POST", "/apis/cluster.kpass.dev/v1beta1/passes", { apiVersion: "cluster.kpass.dev/v1beta1", kind: "Pass", metadata: { name: "only-c1" }, spec: { user: "eve", roles: ["view"], clusters: { names: ["c1"] } } });
     const token = (await pass.json()).status.token as string;
     const before = fixture.requests.length;
     const climbed = await rawRequest(kpass.url, kpass.caPem, request("GET", `${CLUSTERS}/c1/proxy/../../c2/proxy/api/v1/namespaces/default/pods`).replace(kpass.adminToken, token));
-    expect(climbed.status).toBe(403);
-    expect(JSON.parse(climbed.body).message).toContain('does not reach cluster "c2"');
+    expect(climbed.status).toBe(404);
+    expect(JSON.parse(climbed.body)).toMatchObject({ kind: "Status", code: 404, reason: "NotFound" });
     expect(fixture.requests.length).toBe(before);
   });
 
   test("exec/attach/port-forward upgrades with dot segments are refused outright", async () => {
     const response = await rawRequest(kpass.url, kpass.caPem, request("GET", `${CLUSTERS}/c1/proxy/api/v1/namespaces/default/pods/web-0/%2e%2e/web-1/exec?command=id`, "Connection: Upgrade\r\nUpgrade: websocket\r\n"));
-    expect(response.status).toBe(400);
-    expect(JSON.parse(response.body).message).toContain('".." segments are not allowed');
+    expect(response.status).toBe(404);
+    expect(JSON.parse(response.body)).toMatchObject({ kind: "Status", code: 404, reason: "NotFound" });
   });
 
   test("an encoded slash in the cluster name is refused", async () => {
@@ -139,21 +139,25 @@ describe("the edge", () => {
     connection.close();
   });
 
-  test("an upgrade on a reused keep-alive connection gets a clear error, not a hang", async () => {
+  test("an upgrade on a reused keep-alive connection is framed and served like a first request", async () => {
     const connection = await RawConnection.open(kpass.url, kpass.caPem);
     connection.send(request("GET", "/healthz"));
     const first = await connection.readResponse();
     expect(first.status).toBe(200);
     connection.send(request("POST", `${CLUSTERS}/c1/proxy/api/v1/namespaces/default/pods/web-0/exec?command=true`, "Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n"));
-    const second = await connection.readResponse();
-    expect(second.status).toBe(400);
-    expect(JSON.parse(second.body).message).toContain("first request on a new connection");
+    const before = fixture.requests.length;
+    const second = await connection.read((t) => t.includes("\r\n\r\n"));
+    // The cluster's own answer (this fixture does not speak SPDY) is relayed, then the connection closes.
+    expect(second).toStartWith("HTTP/1.1 400");
+    expect(fixture.requests.slice(before - 1).some((r) => r.path.endsWith("/exec"))).toBe(true);
+    await connection.read(() => false, 2000);
+    expect(connection.closed).toBe(true);
     connection.close();
   });
 
-  test("an upgrade outside a cluster proxy path is a 404 Status", async () => {
+  test("an upgrade outside a cluster proxy path is refused with a 400 Status", async () => {
     const response = await rawRequest(kpass.url, kpass.caPem, request("GET", "/api/v1/namespaces/default/pods/web-0/exec", "Connection: Upgrade\r\nUpgrade: websocket\r\n"));
-    expect(response.status).toBe(404);
+    expect(response.status).toBe(400);
     expect(JSON.parse(response.body).kind).toBe("Status");
   });
 

@@ -7,7 +7,7 @@ import type { StoredObject } from "../store/object.ts";
 import { apiGroup, apiGroupList, apiResourceList, apiVersions, OPENAPI_V2_PROTOBUF, openApiV2Protobuf, openApiV3Document, openApiV3Index, versionInfo } from "./discovery.ts";
 import { GROUP, VERSION, type KindDefinition } from "./kind.ts";
 import { create, listOrWatch, patch, read, remove, replace, type KindEndpoint } from "./rest.ts";
-import { ApiError, asApiError, badRequest, methodNotAllowed, pathNotFound, statusResponse } from "./status.ts";
+import { ApiError, asApiError, methodNotAllowed, pathNotFound, statusResponse } from "./status.ts";
 
 export interface ApiDeps extends ProxyDeps {
   authenticator: Authenticator;
@@ -19,7 +19,7 @@ export interface ApiDeps extends ProxyDeps {
   /** Sees every proxied request; may wrap the response (e.g. to count bytes for the audit log). */
   onProxied?: (event: ProxiedEvent) => Response | undefined;
   /** Sees every proxy request refused before it left kpass. */
-  onRefused?: (target: string, identity: Identity | undefined, error: ApiError) => void;
+  onRefused?: (target: string, identity: Identity | undefined, error: ApiError, source?: string) => void;
   metrics: () => string;
   /** Sees the status of every response. */
   observe?: (status: number) => void;
@@ -32,37 +32,45 @@ export interface ProxiedEvent {
   status: number;
   startedAt: number;
   response?: Response;
+  /** The client's address as the edge saw it. */
+  sourceIP?: string;
+}
+
+/** What the edge tells the API about a request beyond the Request itself. */
+export interface ApiRequestContext {
+  /** The raw request target, exactly as sent. */
+  target: string;
+  sourceIP: string;
 }
 
 const GROUP_PREFIX = `/apis/${GROUP}/${VERSION}`;
+
+function parseProxyTargetSafe(target: string): boolean {
+  try {
+    return parseProxyTarget(target) !== undefined;
+  } catch {
+    return true;
+  }
+}
 
 function json(body: unknown, status = 200): Response {
   return Response.json(body, { status });
 }
 
-/** The raw request target (path + query) exactly as the client sent it, without normalisation. */
-export function rawTarget(url: string): string {
-  const afterScheme = url.indexOf("//");
-  const slash = url.indexOf("/", afterScheme + 2);
-  return slash < 0 ? "/" : url.slice(slash);
-}
-
 /** Builds the request handler behind the edge: discovery, kpass objects, and the cluster proxy. */
-export function createApiHandler(deps: ApiDeps): (req: Request) => Promise<Response> {
+export function createApiHandler(deps: ApiDeps): (req: Request, context: ApiRequestContext) => Promise<Response> {
   const kinds = deps.endpoints.map((e) => e.kind as KindDefinition<StoredObject>);
   const byPlural = new Map(deps.endpoints.map((e) => [e.kind.plural, e]));
 
-  async function proxy(req: Request, identity: Identity, target: string): Promise<Response | undefined> {
+  async function proxy(req: Request, identity: Identity, context: ApiRequestContext): Promise<Response | undefined> {
+    const target = context.target;
     const parsed = parseProxyTarget(target);
     if (!parsed) return undefined;
-    if (req.headers.get("upgrade")) {
-      throw badRequest("upgrade requests (exec, attach, port-forward) must be the first request on a new connection; open a new connection for each");
-    }
     let plan: ReturnType<typeof planProxy>;
     try {
       plan = planProxy(deps, identity, parsed, { method: req.method, headers: req.headers, upgrade: false });
     } catch (error) {
-      deps.onRefused?.(target, identity, asApiError(error));
+      deps.onRefused?.(target, identity, asApiError(error), context.sourceIP);
       throw error;
     }
     const startedAt = performance.now();
@@ -75,9 +83,9 @@ export function createApiHandler(deps: ApiDeps): (req: Request) => Promise<Respo
         headerTimeoutMs: deps.upstreamHeaderTimeoutMs,
         streaming: isStreaming(plan.decision.attributes.verb, parsed.search),
       });
-      return deps.onProxied?.({ identity, req, plan, status: response.status, startedAt, response }) ?? response;
+      return deps.onProxied?.({ identity, req, plan, status: response.status, startedAt, response, sourceIP: context.sourceIP }) ?? response;
     } catch (error) {
-      deps.onProxied?.({ identity, req, plan, status: asApiError(error).code, startedAt });
+      deps.onProxied?.({ identity, req, plan, status: asApiError(error).code, startedAt, sourceIP: context.sourceIP });
       throw error;
     }
   }
@@ -110,9 +118,16 @@ export function createApiHandler(deps: ApiDeps): (req: Request) => Promise<Respo
     }
   }
 
-  async function authenticated(req: Request, path: string, target: string): Promise<Response> {
-    const identity = await deps.authenticator.authenticate(req.headers);
-    const proxied = await proxy(req, identity, target);
+  async function authenticated(req: Request, path: string, context: ApiRequestContext): Promise<Response> {
+    let identity: Identity;
+    try {
+      identity = await deps.authenticator.authenticate(req.headers);
+    } catch (error) {
+      // Refused proxy requests are audited whatever refused them, as on the upgrade path.
+      if (parseProxyTargetSafe(context.target)) deps.onRefused?.(context.target, undefined, asApiError(error), context.sourceIP);
+      throw error;
+    }
+    const proxied = await proxy(req, identity, context);
     if (proxied) return proxied;
     const extra = await deps.extraRoutes?.(req, identity, path);
     if (extra) return extra;
@@ -140,16 +155,15 @@ export function createApiHandler(deps: ApiDeps): (req: Request) => Promise<Respo
     throw pathNotFound(path);
   }
 
-  return async function handle(req: Request): Promise<Response> {
-    const response = await route(req);
+  return async function handle(req: Request, context: ApiRequestContext): Promise<Response> {
+    const response = await route(req, context);
     deps.observe?.(response.status);
     return response;
   };
 
-  async function route(req: Request): Promise<Response> {
+  async function route(req: Request, context: ApiRequestContext): Promise<Response> {
     try {
-      const target = rawTarget(req.url);
-      const path = target.split("?")[0]!;
+      const path = context.target.split("?")[0]!;
       switch (path) {
         case "/healthz":
         case "/livez":
@@ -158,7 +172,7 @@ export function createApiHandler(deps: ApiDeps): (req: Request) => Promise<Respo
         case "/version":
           return json(versionInfo());
       }
-      return await authenticated(req, path, target);
+      return await authenticated(req, path, context);
     } catch (error) {
       return statusResponse(asApiError(error));
     }

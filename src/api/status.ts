@@ -32,6 +32,7 @@ export interface StatusDetails {
   group?: string;
   kind?: string;
   causes?: StatusCause[];
+  retryAfterSeconds?: number;
 }
 
 export interface StatusObject {
@@ -108,6 +109,8 @@ export function asApiError(error: unknown): ApiError {
 
 export function statusResponse(error: ApiError, headers?: Record<string, string>): Response {
   const response = Response.json(error.toStatus(), { status: error.code, headers });
+  const retryAfter = error.details?.retryAfterSeconds;
+  if (retryAfter !== undefined) response.headers.set("Retry-After", String(retryAfter));
   if (error.code === 401) response.headers.set("WWW-Authenticate", 'Bearer realm="kpass"');
   return response;
 }

@@ -24,32 +24,134 @@ function parseAttributes(method: string, path: string, search: string, upgrade: 
   }
 }
 
-function impersonationAttributes(resource: "users" | "groups", name: string): RequestAttributes {
-  return { isResourceRequest: true, verb: "impersonate", apiGroup: "", apiVersion: "v1", resource, subresource: "", namespace: "", name, path: "" };
+const SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:";
+const EXTRA_PREFIX = "impersonate-extra-";
+const KNOWN_IMPERSONATION_HEADERS: ReadonlySet<string> = new Set(["impersonate-user", "impersonate-group", "impersonate-uid"]);
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/**
+ * `system:serviceaccount:NS:NAME` split as Kubernetes' serviceaccount.SplitUsername does: exactly two
+ * parts, a namespace (DNS label) and a name (DNS subdomain). Anything else is an ordinary user name.
+ */
+export function splitServiceAccountUsername(user: string): { namespace: string; name: string } | undefined {
+  if (!user.startsWith(SERVICE_ACCOUNT_PREFIX)) return undefined;
+  const parts = user.slice(SERVICE_ACCOUNT_PREFIX.length).split(":");
+  if (parts.length !== 2) return undefined;
+  const [namespace = "", name = ""] = parts;
+  if (namespace.length > 63 || !DNS_LABEL.test(namespace)) return undefined;
+  if (name.length > 253 || !DNS_SUBDOMAIN.test(name)) return undefined;
+  return { namespace, name };
 }
 
-function hasOtherImpersonation(headers: Headers): boolean {
-  for (const name of headers.keys()) if (name.startsWith("impersonate-")) return true;
-  return false;
-}
-
-/** A client's own `--as`/`--as-group`, honoured only where the pass has an impersonate rule for it. */
-function requestedImpersonation(identity: Identity, headers: Headers, clusterName: string): ImpersonationHeaders | undefined {
-  const user = headers.get("impersonate-user");
-  const groups = (headers.get("impersonate-group") ?? "").split(",").map((g) => g.trim()).filter(Boolean);
-  if (!user && groups.length === 0 && !hasOtherImpersonation(headers)) return undefined;
-  const extras = [...headers.keys()].filter((h) => h.startsWith("impersonate-") && h !== "impersonate-user" && h !== "impersonate-group");
-  if (!user) throw forbidden(`${who(identity)} sent Impersonate-Group or Impersonate-Extra without Impersonate-User`);
-  if (extras.length > 0) throw forbidden(`${who(identity)} cannot impersonate extra attributes (${extras.join(", ")}) on cluster "${clusterName}"`);
-  if (!rulesAllow(identity.rules, impersonationAttributes("users", user))) {
-    throw forbidden(`${who(identity)} cannot impersonate user "${user}" on cluster "${clusterName}": the pass has no impersonate rule for it`);
-  }
-  for (const group of groups) {
-    if (!rulesAllow(identity.rules, impersonationAttributes("groups", group))) {
-      throw forbidden(`${who(identity)} cannot impersonate group "${group}" on cluster "${clusterName}": the pass has no impersonate rule for it`);
+/**
+ * An Impersonate-Extra-* key as kube-apiserver reads it: the lower-cased header name after the
+ * prefix, percent-decoded (Go's url.PathUnescape), or left as it is when the escapes are malformed.
+ * Undefined when the decoded bytes are not UTF-8, which kpass could not check faithfully.
+ */
+function unescapeExtraKey(encoded: string): string | undefined {
+  if (!encoded.includes("%")) return encoded;
+  if (/%(?![0-9a-fA-F]{2})/.test(encoded)) return encoded;
+  const bytes: number[] = [];
+  for (let i = 0; i < encoded.length; i++) {
+    if (encoded[i] === "%") {
+      bytes.push(parseInt(encoded.slice(i + 1, i + 3), 16));
+      i += 2;
+    } else {
+      for (const b of Buffer.from(encoded[i]!, "utf8")) bytes.push(b);
     }
   }
-  return { user, groups };
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(new Uint8Array(bytes));
+  } catch {
+    return undefined;
+  }
+}
+
+function attributes(apiGroup: string, resource: string, subresource: string, namespace: string, name: string): RequestAttributes {
+  return { isResourceRequest: true, verb: "impersonate", apiGroup, apiVersion: "v1", resource, subresource, namespace, name, path: "" };
+}
+
+/** One authorization kube-apiserver's impersonation filter makes, with the words kpass refuses it in. */
+interface ImpersonationCheck {
+  attributes: RequestAttributes;
+  what: string;
+}
+
+/**
+ * The checks kube-apiserver's impersonation filter (WithImpersonation) makes for these headers, in
+ * its order: the user (`users`, or `serviceaccounts` named NAME in namespace NS for
+ * `system:serviceaccount:NS:NAME`), each group (`groups`), each extra value (`userextras/KEY` in
+ * authentication.k8s.io), the uid (`uids` in authentication.k8s.io). All with verb `impersonate`.
+ */
+export function impersonationChecks(asked: ImpersonationHeaders): ImpersonationCheck[] {
+  const checks: ImpersonationCheck[] = [];
+  const sa = splitServiceAccountUsername(asked.user);
+  if (sa) checks.push({ attributes: attributes("", "serviceaccounts", "", sa.namespace, sa.name), what: `service account "${sa.name}" in namespace "${sa.namespace}"` });
+  else checks.push({ attributes: attributes("", "users", "", "", asked.user), what: `user "${asked.user}"` });
+  for (const group of asked.groups) checks.push({ attributes: attributes("", "groups", "", "", group), what: `group "${group}"` });
+  for (const [key, values] of Object.entries(asked.extra ?? {})) {
+    for (const value of values) checks.push({ attributes: attributes("authentication.k8s.io", "userextras", key, "", value), what: `extra "${key}"="${value}"` });
+  }
+  if (asked.uid !== undefined) checks.push({ attributes: attributes("authentication.k8s.io", "uids", "", "", asked.uid), what: `uid "${asked.uid}"` });
+  return checks;
+}
+
+/** Comma-separated header values (repeated headers arrive joined with ", "); an empty element is refused. */
+function headerList(value: string, header: string): string[] {
+  const items = value.split(",").map((v) => v.trim());
+  if (items.some((v) => v === "")) throw badRequest(`${header} has an empty value`);
+  return items;
+}
+
+/**
+ * The identity a client asks for with Impersonate-* headers, read as kube-apiserver reads them;
+ * undefined when it asks for none. Throws 400 for what kube-apiserver would also refuse (groups, extras
+ * or a uid without a user) and 403 for Impersonate-* headers Kubernetes does not define.
+ */
+export function parseImpersonationHeaders(headers: Headers): ImpersonationHeaders | undefined {
+  const user = headers.get("impersonate-user") ?? "";
+  const groupHeader = headers.get("impersonate-group");
+  const uid = headers.get("impersonate-uid") ?? "";
+  const extra: Record<string, string[]> = {};
+  const unknown: string[] = [];
+  for (const [name, value] of headers) {
+    if (!name.startsWith("impersonate-") || KNOWN_IMPERSONATION_HEADERS.has(name)) continue;
+    if (!name.startsWith(EXTRA_PREFIX)) {
+      unknown.push(name);
+      continue;
+    }
+    const encoded = name.slice(EXTRA_PREFIX.length);
+    const key = unescapeExtraKey(encoded);
+    if (encoded === "" || key === undefined || key === "") throw badRequest(`header ${name} does not name an extra key kpass can check`);
+    (extra[key] ??= []).push(...headerList(value, name));
+  }
+  if (unknown.length > 0) throw forbidden(`kpass does not forward the impersonation header(s) ${unknown.join(", ")}`);
+  const groups = groupHeader === null ? [] : headerList(groupHeader, "Impersonate-Group");
+  const hasExtra = Object.keys(extra).length > 0;
+  if (user === "") {
+    if (groups.length > 0 || hasExtra || uid !== "") throw badRequest("requested Impersonate-Group, Impersonate-Extra or Impersonate-Uid without impersonating a user");
+    return undefined;
+  }
+  const asked: ImpersonationHeaders = { user, groups };
+  if (uid !== "") asked.uid = uid;
+  if (hasExtra) asked.extra = extra;
+  return asked;
+}
+
+/**
+ * A client's own `--as`/`--as-group`/`--as-uid`/`--as-user-extra`, honoured only where the pass has an
+ * impersonate rule for every part of it, exactly as kube-apiserver would require of the pass's user.
+ */
+function requestedImpersonation(identity: Identity, headers: Headers, clusterName: string): ImpersonationHeaders | undefined {
+  const asked = parseImpersonationHeaders(headers);
+  if (!asked) return undefined;
+  for (const check of impersonationChecks(asked)) {
+    if (!rulesAllow(identity.rules, check.attributes)) {
+      throw forbidden(`${who(identity)} cannot impersonate ${check.what} on cluster "${clusterName}": the pass has no impersonate rule for it`);
+    }
+  }
+  return asked;
 }
 
 /**

@@ -1,6 +1,10 @@
 import { stringify } from "yaml";
 import type { Cluster } from "../api/kinds/cluster.ts";
+import { badRequest } from "../api/status.ts";
 import { CLUSTERS_PREFIX } from "../proxy/proxy-path.ts";
+
+/** The context for kpass's own API, and every generated kubeconfig's default current-context. */
+export const KPASS_CONTEXT = "kpass";
 
 export interface KubeconfigInput {
   /** https://host:port of kpass as its users reach it. */
@@ -10,6 +14,8 @@ export interface KubeconfigInput {
   token: string;
   /** Clusters the pass reaches, in the order their contexts are listed. */
   clusters: Cluster[];
+  /** Context to make current; default `kpass`. Must name a context of this kubeconfig (else 400). */
+  currentContext?: string;
 }
 
 /**
@@ -21,13 +27,17 @@ export function buildKubeconfig(input: KubeconfigInput): string {
   const user = `kpass-${input.passName}`;
   const entries = [
     ...input.clusters.map((c) => ({ name: c.metadata.name, server: `${input.serverUrl}${CLUSTERS_PREFIX}${c.metadata.name}/proxy` })),
-    { name: "kpass", server: input.serverUrl },
+    { name: KPASS_CONTEXT, server: input.serverUrl },
   ];
+  const current = input.currentContext ?? KPASS_CONTEXT;
+  if (!entries.some((e) => e.name === current)) {
+    throw badRequest(`context "${current}" is not in the kubeconfig of pass "${input.passName}"; its contexts are: ${entries.map((e) => e.name).join(", ")}`);
+  }
   return stringify({
     apiVersion: "v1",
     kind: "Config",
     preferences: {},
-    "current-context": entries[0]!.name,
+    "current-context": current,
     clusters: entries.map((e) => ({ name: e.name, cluster: { server: e.server, "certificate-authority-data": ca } })),
     users: [{ name: user, user: { token: input.token } }],
     contexts: entries.map((e) => ({ name: e.name, context: { cluster: e.name, user } })),

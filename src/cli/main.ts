@@ -12,10 +12,11 @@ Usage:
   kpass serve [--data DIR] [--listen HOST:PORT] [--san NAME]... [--external-url URL]
               [--tls-cert FILE --tls-key FILE [--ca-cert FILE]] [--probe-interval 60s]
               [--upstream-timeout 30s] [--audit file|stdout|both|off] [--audit-max-size 100Mi]
+              [--audit-max-backups 10]
   kpass version
   kpass cluster add NAME --kubeconfig FILE [--context CTX] [--label k=v]... [--impersonation none|user]
   kpass pass create NAME --user USER [--group G]... [--clusters a,b] [--role view]... [--ttl 720h] [--admin]
-  kpass kubeconfig PASS
+  kpass kubeconfig PASS [--context NAME]
 
 Client commands talk to a running kpass with --admin-kubeconfig (default <data>/admin.kubeconfig).
 Data directory: --data, else $KPASS_DATA_DIR, else ~/.kpass.`;
@@ -34,6 +35,11 @@ function bytes(text: string): number {
   const m = /^(\d+)(Ki|Mi|Gi)?$/.exec(text);
   if (!m) throw new Error(`--audit-max-size: "${text}" is not a size such as 100Mi`);
   return Number(m[1]) * ({ Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3 }[m[2] as "Ki"] ?? 1);
+}
+
+function count(text: string, flag: string): number {
+  if (!/^\d+$/.test(text) || Number(text) > 10_000) throw new Error(`${flag}: "${text}" is not a number from 0 to 10000`);
+  return Number(text);
 }
 
 function splitListen(listen: string): { hostname: string; port: number } {
@@ -57,6 +63,8 @@ async function serve(args: string[]): Promise<void> {
       "upstream-timeout": { type: "string", default: "30s" },
       audit: { type: "string", default: "file" },
       "audit-max-size": { type: "string", default: "100Mi" },
+      // Rotated audit.log.1 … audit.log.N kept, like kube-apiserver's --audit-log-maxbackup (0 keeps all).
+      "audit-max-backups": { type: "string", default: "10" },
     },
   });
   const audit = values.audit!;
@@ -71,7 +79,7 @@ async function serve(args: string[]): Promise<void> {
     caFile: values["ca-cert"],
     probeIntervalMs: durationMs(values["probe-interval"]!, "--probe-interval"),
     upstreamTimeoutMs: durationMs(values["upstream-timeout"]!, "--upstream-timeout"),
-    audit: { file: audit === "file" || audit === "both", stdout: audit === "stdout" || audit === "both", maxBytes: bytes(values["audit-max-size"]!) },
+    audit: { file: audit === "file" || audit === "both", stdout: audit === "stdout" || audit === "both", maxBytes: bytes(values["audit-max-size"]!), maxBackups: count(values["audit-max-backups"]!, "--audit-max-backups") },
   });
   console.error(`kpass ${KPASS_VERSION} listening on ${server.url}`);
   console.error(`admin kubeconfig: ${server.adminKubeconfigPath}`);
@@ -141,10 +149,12 @@ async function passCreate(args: string[]): Promise<void> {
 }
 
 async function kubeconfig(args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: clientOptions });
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { ...clientOptions, context: { type: "string" } } });
   const name = positionals[0];
-  if (!name) throw new Error("usage: kpass kubeconfig PASS");
-  const response = await (await clientFor(values)).request("GET", `/apis/cluster.kpass.dev/v1beta1/passes/${encodeURIComponent(name)}/kubeconfig`);
+  if (!name) throw new Error("usage: kpass kubeconfig PASS [--context NAME]");
+  // current-context is `kpass` unless --context names another context of the generated kubeconfig.
+  const query = values.context === undefined ? "" : `?context=${encodeURIComponent(values.context)}`;
+  const response = await (await clientFor(values)).request("GET", `/apis/cluster.kpass.dev/v1beta1/passes/${encodeURIComponent(name)}/kubeconfig${query}`);
   if (!response.ok) await expectOk(response);
   process.stdout.write(await response.text());
 }

@@ -1,14 +1,11 @@
-import { checkServerIdentity } from "node:tls";
-import type { Socket, SocketHandler } from "bun";
-import { ApiError, asApiError, pathNotFound } from "../api/status.ts";
+import { ApiError, asApiError, badRequest, statusResponse } from "../api/status.ts";
 import type { Authenticator } from "../auth/authenticate.ts";
 import type { Identity } from "../auth/identity.ts";
-import { upstreamFailure } from "../proxy/forward.ts";
-import { parseProxyTarget } from "../proxy/proxy-path.ts";
+import { forwardUpgrade } from "../proxy/forward.ts";
+import { parseProxyTarget, type ProxyTarget } from "../proxy/proxy-path.ts";
 import { planProxy, type ProxyDeps, type ProxyPlan } from "../proxy/plan.ts";
-import type { ClientEnd, UpgradeHandler } from "./listener.ts";
-import { HTTP11_ALPN, type RequestHead } from "./request-head.ts";
-import { PipeEnd, pipeHandlers } from "./socket-pipe.ts";
+import type { RequestContext, UpgradeClient, UpgradeHandler } from "./connection.ts";
+import { isTunnelProtocol, type RequestHead } from "./request-head.ts";
 
 export interface TunnelEvent {
   identity: Identity;
@@ -19,91 +16,59 @@ export interface TunnelEvent {
   bytesOut: number;
   startedAt: number;
   status: number;
+  sourceIP?: string;
+}
+
+/** An open tunnel, as the stream registry sees it (to close it when its pass is revoked). */
+export interface OpenTunnel {
+  identity: Identity;
+  plan: ProxyPlan;
+  close(): void;
 }
 
 export interface TunnelDeps extends ProxyDeps {
   authenticator: Authenticator;
-  connectTimeoutMs: number;
+  /** Longest wait for the cluster's answer (101 or not) to an upgrade request. */
+  headerTimeoutMs: number;
   onTunnelClosed?: (event: TunnelEvent) => void;
-  onRefused?: (target: string, identity: Identity | undefined, error: ApiError) => void;
+  onRefused?: (target: string, identity: Identity | undefined, error: ApiError, source?: string) => void;
+  /** Sees every tunnel once open; returns the function to call when it closes. */
+  onTunnelOpened?: (tunnel: OpenTunnel) => () => void;
 }
 
-/** The request head the cluster receives: its own path prefix, the whole query, kpass's headers. */
-function upstreamHead(head: RequestHead, plan: ProxyPlan): Uint8Array {
-  const endpoint = plan.transport.endpoint;
-  const base = endpoint.pathname.replace(/\/$/, "");
-  const lines = [`${head.method} ${base}${plan.target.path}${plan.target.search} HTTP/1.1`, `Host: ${endpoint.host}`];
-  plan.headers.forEach((value, name) => lines.push(`${name}: ${value}`));
-  return Buffer.from(lines.join("\r\n") + "\r\n\r\n", "latin1");
-}
+/** Cluster paths that switch protocols: exec, attach, port-forward and the pod/service/node proxy. */
+const UPGRADABLE = [
+  /^\/api\/v1\/namespaces\/[^/]+\/pods\/[^/]+\/(exec|attach|portforward)$/,
+  /^\/api\/v1\/namespaces\/[^/]+\/(pods|services)\/[^/]+\/proxy(\/.*)?$/,
+  /^\/api\/v1\/nodes\/[^/]+\/proxy(\/.*)?$/,
+];
 
-/** Opens a TLS connection to the cluster (HTTP/1.1 only) and resolves once it is verified. */
-function connectToCluster(plan: ProxyPlan, upstream: PipeEnd, timeoutMs: number): Promise<void> {
-  const { endpoint, tls } = plan.transport;
-  const hostname = endpoint.hostname.replace(/^\[|\]$/g, "");
-  const port = Number(endpoint.port || 443);
-  return new Promise<void>((resolve, reject) => {
-    let settled = false;
-    const settle = (error?: unknown) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      if (error) reject(error);
-      else resolve();
-    };
-    const timer = setTimeout(() => settle(Object.assign(new Error("connect timeout"), { timedOut: true })), timeoutMs);
-    const handlers: SocketHandler<PipeEnd> = {
-        ...pipeHandlers,
-        handshake(socket, success, authorizationError) {
-          if (tls.rejectUnauthorized) {
-            const identityError = success ? checkServerIdentity(tls.serverName ?? hostname, socket.getPeerCertificate()) : undefined;
-            const failure = !success ? authorizationError ?? new Error("certificate verification failed") : identityError;
-            if (failure) {
-              settle(Object.assign(failure, { code: (failure as { code?: string }).code ?? "CERT_VERIFICATION_FAILED", tls: true }));
-              socket.end();
-              return;
-            }
-          }
-          if (settled) {
-            socket.end();
-            return;
-          }
-          settle();
-          upstream.attach(socket);
-        },
-        connectError(_socket, error) {
-          settle(error);
-        },
-        close(socket) {
-          if (!settled) settle(new Error("connection closed during TLS handshake"));
-          pipeHandlers.close(socket);
-        },
-    };
-    Bun.connect<PipeEnd>({
-      hostname,
-      port,
-      data: upstream,
-      // A cluster that ends its side (exit code sent) must not cut the client before it has read it all.
-      allowHalfOpen: true,
-      tls: { ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: tls.rejectUnauthorized, serverName: tls.serverName ?? (/^[\d.:]+$/.test(hostname) ? undefined : hostname), ALPNProtocols: HTTP11_ALPN },
-      socket: handlers,
-    }).catch(settle);
-  });
+/** Refuses what must never be tunnelled, before anything is authenticated or sent. */
+function checkUpgrade(head: RequestHead): ProxyTarget {
+  const protocol = head.headers.get("upgrade") ?? "";
+  if (!isTunnelProtocol(protocol)) throw badRequest(`unsupported upgrade protocol "${protocol.slice(0, 64)}": kpass tunnels SPDY/3.1 and websocket only`);
+  if (head.body.kind !== "none" || head.headers.has("transfer-encoding")) throw badRequest("an upgrade request must not carry a body");
+  const target = parseProxyTarget(head.target);
+  if (!target || !UPGRADABLE.some((re) => re.test(target.path))) {
+    throw badRequest("only exec, attach, portforward and the pod, service and node proxy can be upgraded");
+  }
+  return target;
 }
 
 /**
- * Upgrade requests (exec, attach, port-forward over SPDY/3.1 or WebSocket): authenticated and
- * authorized exactly like REST requests, then the rewritten head is sent to the cluster and bytes
- * flow both ways untouched; the cluster's response (101 or an error) reaches the client as is.
+ * Upgrade requests (exec, attach, port-forward over SPDY/3.1 or WebSocket): checked, then
+ * authenticated and authorized exactly like REST requests; the rewritten head goes to the
+ * cluster, and client bytes flow only after the cluster answered `101`. Any other answer is
+ * relayed as a complete response and both connections close.
  */
 export function createUpgradeHandler(deps: TunnelDeps): UpgradeHandler {
-  return async function upgrade(head: RequestHead, client: ClientEnd): Promise<void> {
+  return async function upgrade(head: RequestHead, context: RequestContext, client: UpgradeClient): Promise<void> {
     let identity: Identity | undefined;
     let plan: ProxyPlan;
     const startedAt = performance.now();
+    const source = context.sourceIP;
     try {
-      const target = parseProxyTarget(head.target);
-      if (!target) throw pathNotFound(head.target.split("?")[0]!);
+      const target = checkUpgrade(head);
       identity = await deps.authenticator.authenticate(head.headers);
       plan = planProxy(deps, identity, target, { method: head.method, headers: head.headers, upgrade: true });
       if (plan.transport.proxyURL) {
@@ -111,27 +76,28 @@ export function createUpgradeHandler(deps: TunnelDeps): UpgradeHandler {
       }
     } catch (error) {
       const status = asApiError(error);
-      deps.onRefused?.(head.target, identity, status);
-      client.reject(status.code, JSON.stringify(status.toStatus()));
-      return;
+      deps.onRefused?.(head.target, identity, status, source);
+      return client.respond(statusResponse(status));
     }
-    const upstream = new PipeEnd();
-    upstream.write(upstreamHead(head, plan));
-    const headBytes = upstream.bytesWritten;
-    client.pipeTo(upstream, head.length);
     const who = identity;
-    upstream.onClose = () =>
-      deps.onTunnelClosed?.({ identity: who, plan, method: head.method, bytesIn: upstream.bytesWritten - headBytes, bytesOut: client.bytesWritten, startedAt, status: 101 });
+    let answer: Awaited<ReturnType<typeof forwardUpgrade>>;
     try {
-      await connectToCluster(plan, upstream, deps.connectTimeoutMs);
+      answer = await forwardUpgrade({ transport: plan.transport, method: head.method, path: plan.target.path, search: plan.target.search, headers: plan.headers, headerTimeoutMs: deps.headerTimeoutMs });
     } catch (error) {
-      const status = upstreamFailure(plan.transport.cluster, error, (error as { timedOut?: boolean }).timedOut === true, plan.transport.tls.cert !== undefined);
-      upstream.onClose = undefined;
-      upstream.closed = true;
-      client.peer = undefined;
-      deps.onRefused?.(head.target, identity, status);
-      client.reject(status.code, JSON.stringify(status.toStatus()));
+      const status = asApiError(error);
+      deps.onRefused?.(head.target, identity, status, source);
+      return client.respond(statusResponse(status));
     }
+    const upgraded = answer.upgraded;
+    if (!upgraded) {
+      deps.onTunnelClosed?.({ identity: who, plan, method: head.method, bytesIn: 0, bytesOut: 0, startedAt, status: answer.response.status, sourceIP: source });
+      return client.respond(answer.response);
+    }
+    const tunnel = client.tunnel(upgraded);
+    const unregister = deps.onTunnelOpened?.({ identity: who, plan, close: () => upgraded.close() });
+    tunnel.onClose(() => {
+      unregister?.();
+      deps.onTunnelClosed?.({ identity: who, plan, method: head.method, bytesIn: tunnel.bytesIn(), bytesOut: tunnel.bytesOut(), startedAt, status: 101, sourceIP: source });
+    });
   };
 }
-

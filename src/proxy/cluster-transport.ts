@@ -1,4 +1,5 @@
 import type { Cluster } from "../api/kinds/cluster.ts";
+import { Http1Pool } from "./http1-client.ts";
 
 /** TLS settings toward one cluster, in the shape both fetch() and Bun.connect() take. */
 export interface ClusterTls {
@@ -16,7 +17,9 @@ export interface ClusterTransport {
   tls: ClusterTls;
   bearerToken?: string;
   proxyURL?: string;
-  /** fetch() bound to this cluster's own keep-alive pool. */
+  /** kpass's own keep-alive pool toward the cluster (REST, watches and upgrades). */
+  pool: Http1Pool;
+  /** fetch() with the cluster's TLS settings, through its `proxyURL` when it has one (kpass's pool does not speak CONNECT). */
   fetch: (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
   close(): void;
 }
@@ -36,19 +39,32 @@ function clusterTls(cluster: Cluster): ClusterTls {
   return tls;
 }
 
-function buildTransport(cluster: Cluster): ClusterTransport {
+function buildTransport(cluster: Cluster, options: TransportOptions): ClusterTransport {
   const access = cluster.spec.access;
   const tls = clusterTls(cluster);
-  const session = new Bun.FetchSession({ tls, proxy: access.proxyURL || false, keepAlive: { idleTimeout: 90 } });
+  const endpoint = new URL(access.endpoint);
+  const pool = new Http1Pool({ endpoint, tls, connectTimeoutMs: options.connectTimeoutMs });
+  // Only clusters behind a proxyURL use Bun's fetch (and its process-wide request cap).
+  const session = access.proxyURL ? new Bun.FetchSession({ tls, proxy: access.proxyURL, keepAlive: { idleTimeout: 90 } }) : undefined;
   return {
     cluster: cluster.metadata.name,
-    endpoint: new URL(access.endpoint),
+    endpoint,
     tls,
     bearerToken: access.credential.type === "ServiceAccountToken" ? access.credential.serviceAccountToken : undefined,
     proxyURL: access.proxyURL,
-    fetch: session.fetch as ClusterTransport["fetch"],
-    close: () => session.close(),
+    pool,
+    // Without a proxy, fetch is left to the health prober's occasional probe.
+    fetch: (session?.fetch ?? ((input, init) => fetch(input, { ...init, tls } as RequestInit))) as ClusterTransport["fetch"],
+    close: () => {
+      pool.close();
+      session?.close();
+    },
   };
+}
+
+export interface TransportOptions {
+  /** TCP connect + TLS handshake budget toward a cluster. */
+  connectTimeoutMs: number;
 }
 
 /**
@@ -58,13 +74,15 @@ function buildTransport(cluster: Cluster): ClusterTransport {
 export class ClusterTransports {
   private readonly transports = new Map<string, { fingerprint: string; transport: ClusterTransport }>();
 
+  constructor(private readonly options: TransportOptions = { connectTimeoutMs: 10_000 }) {}
+
   for(cluster: Cluster): ClusterTransport {
     // Every spec change bumps the generation, so uid + generation names one set of credentials.
     const fingerprint = `${cluster.metadata.uid}/${cluster.metadata.generation}`;
     const cached = this.transports.get(cluster.metadata.name);
     if (cached && cached.fingerprint === fingerprint) return cached.transport;
     cached?.transport.close();
-    const transport = buildTransport(cluster);
+    const transport = buildTransport(cluster, this.options);
     this.transports.set(cluster.metadata.name, { fingerprint, transport });
     return transport;
   }

@@ -1,28 +1,37 @@
 import { ApiError } from "../api/status.ts";
 import type { ClusterTransport } from "./cluster-transport.ts";
+import type { UpgradedConnection } from "./http1-client.ts";
 
 /** Response headers that belong to the upstream hop only (Content-Length is kept: the body is passed as is). */
 const RESPONSE_HOP_BY_HOP = ["connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"];
 
-/** Error codes Bun reports for a TLS failure toward the cluster (certificate or handshake). */
+/** Error codes reported for a TLS failure toward the cluster (certificate or handshake). */
 function isTlsFailure(code: string, message: string): boolean {
-  return /CERT|SSL|TLS|SELF_SIGNED|ALTNAME|HANDSHAKE|UNABLE_TO_(GET|VERIFY)|DEPTH_ZERO/i.test(code) || /certificate|tls|ssl|handshake/i.test(message);
+  return code === "TLS" || /CERT|SSL|TLS|SELF_SIGNED|ALTNAME|HANDSHAKE|UNABLE_TO_(GET|VERIFY)|DEPTH_ZERO/i.test(code) || /certificate|tls|ssl|handshake/i.test(message);
 }
 
-/** Turns a failed upstream fetch into the Status the caller sees, naming the cluster and the cause. */
+const unavailable = (message: string, retryAfterSeconds?: number) =>
+  new ApiError(503, "ServiceUnavailable", message, retryAfterSeconds === undefined ? undefined : { retryAfterSeconds });
+
+/** Turns a failed exchange with a cluster into the Status the caller sees, naming the cluster and the cause. */
 export function upstreamFailure(cluster: string, error: unknown, timedOut: boolean, usesClientCertificate = false): ApiError {
-  if (timedOut) return new ApiError(503, "ServiceUnavailable", `cluster "${cluster}" is unreachable: no response within the connect timeout`);
+  if (error instanceof ApiError) return error;
   const e = error as { code?: string; message?: string };
   const code = e?.code ?? "";
+  if (timedOut || code === "CONNECT_TIMEOUT") return unavailable(`cluster "${cluster}" is unreachable: ${code === "CONNECT_TIMEOUT" ? e.message : "no response within the connect timeout"}`);
+  if (code === "HEAD_TIMEOUT") return new ApiError(504, "Timeout", `cluster "${cluster}" did not answer in time: ${e.message}`);
+  if (code === "EMFILE" || code === "ENFILE") return unavailable(`kpass cannot open another connection to cluster "${cluster}": out of file descriptors`, 5);
+  if (code === "PROTOCOL") return new ApiError(502, "BadGateway", `cluster "${cluster}" sent an invalid response: ${e.message}`);
   // Bun appends advice about its own `verbose` option, which means nothing to a kubectl user.
   const message = (e?.message ?? String(error)).replace(/\s*For more information, pass `verbose: true`.*$/s, "");
   if (isTlsFailure(code, message)) {
-    return new ApiError(502, "BadGateway", `TLS handshake with cluster "${cluster}" failed: ${code || message}`);
+    return new ApiError(502, "BadGateway", `TLS handshake with cluster "${cluster}" failed: ${code === "TLS" ? message : code || message}`);
   }
-  const cause = message.startsWith(code) ? message : `${code ? `${code}: ` : ""}${message}`;
+  const cause = message.startsWith(code) || code === "CLOSED" ? message : `${code ? `${code}: ` : ""}${message}`;
   // With TLS 1.3 a server refuses a client certificate after the handshake: the client sees a reset.
-  const hint = usesClientCertificate && /ECONNRESET|closed unexpectedly/i.test(cause) ? " (the cluster may have rejected kpass's client certificate)" : "";
-  return new ApiError(503, "ServiceUnavailable", `cluster "${cluster}" is unreachable: ${cause}${hint}`);
+  const hint = usesClientCertificate && /ECONNRESET|closed/i.test(cause) ? " (the cluster may have rejected kpass's client certificate)" : "";
+  // No Retry-After: client-go would retry a dead cluster ten times before telling the user.
+  return unavailable(`cluster "${cluster}" is unreachable: ${cause}${hint}`);
 }
 
 export interface ForwardOptions {
@@ -30,9 +39,9 @@ export interface ForwardOptions {
   path: string;
   search: string;
   headers: Headers;
-  /** Longest wait for the cluster's response head; the body then streams without a deadline. */
+  /** Longest wait for the cluster's response head when the request names no `?timeout=`. */
   headerTimeoutMs: number;
-  /** A watch or a followed log: may stay silent for long, so no idle timeout applies. */
+  /** A watch or a followed log: no deadline at all. */
   streaming: boolean;
 }
 
@@ -42,22 +51,83 @@ export function isStreaming(verb: string, search: string): boolean {
   return /[?&]follow=(true|1)(&|$)/.test(search);
 }
 
+/** A Go duration as kube-apiserver reads `?timeout=` ("30s", "1m30s", "500ms"); undefined if absent or invalid. */
+export function requestTimeoutMs(search: string): number | undefined {
+  const raw = new URLSearchParams(search).get("timeout");
+  if (!raw) return undefined;
+  const parts = [...raw.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)];
+  if (parts.length === 0 || parts.map((p) => p[0]).join("") !== raw) return undefined;
+  const unit: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  return parts.reduce((sum, p) => sum + Number(p[1]) * unit[p[2]!]!, 0);
+}
+
+function upstreamTarget(transport: ClusterTransport, path: string, search: string): string {
+  return `${transport.endpoint.pathname.replace(/\/$/, "")}${path}${search}`;
+}
+
+/** The response-head deadline of one request: its own `?timeout=`, else kpass's; none for streams. */
+function headDeadline(options: ForwardOptions): number | undefined {
+  if (options.streaming) return undefined;
+  return requestTimeoutMs(options.search) ?? options.headerTimeoutMs;
+}
+
 /**
  * Sends `req` to the cluster and streams the answer back untouched (no decompression, no
  * buffering). The upstream request dies with the client's: `req.signal` aborts it at once.
  */
 export async function forwardRequest(req: Request, options: ForwardOptions): Promise<Response> {
   const { transport } = options;
-  const base = transport.endpoint.pathname.replace(/\/$/, "");
-  const url = `${transport.endpoint.origin}${base}${options.path}${options.search}`;
+  if (transport.proxyURL) return forwardThroughProxy(req, options);
+  const hasBody = req.body !== null && req.method !== "GET" && req.method !== "HEAD";
+  const length = req.headers.get("content-length");
+  try {
+    const { response } = await transport.pool.request({
+      method: req.method,
+      target: upstreamTarget(transport, options.path, options.search),
+      headers: options.headers,
+      body: hasBody ? req.body : null,
+      bodyLength: hasBody && length !== null ? Number(length) : undefined,
+      signal: req.signal,
+      headTimeoutMs: headDeadline(options),
+    });
+    return response;
+  } catch (error) {
+    throw upstreamFailure(transport.cluster, error, false, transport.tls.cert !== undefined);
+  }
+}
+
+/**
+ * Sends an upgrade request; resolves with the cluster's answer. On `101` the connection is
+ * handed over, otherwise the cluster's complete response is returned (and its connection closed).
+ */
+export async function forwardUpgrade(options: { transport: ClusterTransport; method: string; path: string; search: string; headers: Headers; headerTimeoutMs: number }): Promise<{ response: Response; upgraded?: UpgradedConnection }> {
+  const { transport } = options;
+  try {
+    return await transport.pool.request({
+      method: options.method,
+      target: upstreamTarget(transport, options.path, options.search),
+      headers: options.headers,
+      upgrade: true,
+      headTimeoutMs: options.headerTimeoutMs,
+    });
+  } catch (error) {
+    throw upstreamFailure(transport.cluster, error, false, transport.tls.cert !== undefined);
+  }
+}
+
+/** Clusters behind an HTTP proxy go through Bun's fetch, which speaks CONNECT. */
+async function forwardThroughProxy(req: Request, options: ForwardOptions): Promise<Response> {
+  const { transport } = options;
+  const url = `${transport.endpoint.origin}${upstreamTarget(transport, options.path, options.search)}`;
   const upstreamAbort = new AbortController();
   const onClientAbort = () => upstreamAbort.abort();
   req.signal.addEventListener("abort", onClientAbort, { once: true });
   let timedOut = false;
-  const timer = setTimeout(() => {
+  const deadline = headDeadline(options);
+  const timer = deadline === undefined ? undefined : setTimeout(() => {
     timedOut = true;
     upstreamAbort.abort();
-  }, options.headerTimeoutMs);
+  }, deadline);
   const hasBody = req.method !== "GET" && req.method !== "HEAD";
   let upstream: Response;
   try {
@@ -69,17 +139,16 @@ export async function forwardRequest(req: Request, options: ForwardOptions): Pro
       signal: upstreamAbort.signal,
       decompress: false,
       duplex: "half",
-      // Bun's fetch closes a connection idle for 5 minutes; a quiet watch must outlive that.
       timeout: options.streaming ? false : true,
     } as RequestInit);
   } catch (error) {
     req.signal.removeEventListener("abort", onClientAbort);
-    throw upstreamFailure(transport.cluster, error, timedOut, transport.tls.cert !== undefined);
+    if (timedOut) throw new ApiError(504, "Timeout", `cluster "${transport.cluster}" did not answer in time: no response head within ${Math.round(deadline! / 1000)}s`);
+    throw upstreamFailure(transport.cluster, error, false, transport.tls.cert !== undefined);
   } finally {
     clearTimeout(timer);
   }
-  // Bun lets a fetched response's headers change; passing the response itself keeps the body on
-  // Bun's native path.
   for (const name of RESPONSE_HOP_BY_HOP) upstream.headers.delete(name);
   return upstream;
 }
+

@@ -8,6 +8,16 @@ import { upstreamHeaders } from "./upstream-headers.ts";
 const PROBE_CONCURRENCY = 8;
 
 
+/** Where a redirect points, as its origin only (a Location's path or query may carry a secret). */
+function redirectTarget(location: string | null, base: string): string {
+  if (!location) return "a redirect";
+  try {
+    return `a redirect to ${new URL(location, base).origin.slice(0, 200)}`;
+  } catch {
+    return "a redirect";
+  }
+}
+
 interface ProbeResult {
   ready: boolean;
   reason: string;
@@ -82,7 +92,12 @@ export class HealthProber {
     const url = `${transport.endpoint.origin}${transport.endpoint.pathname.replace(/\/$/, "")}/version`;
     const abort = AbortSignal.timeout(this.timeoutMs);
     try {
-      const response = await transport.fetch(url, { headers: upstreamHeaders(new Headers({ accept: "application/json" }), transport, undefined), signal: abort });
+      // Never follow a redirect: it would carry the cluster's credential to wherever the Location points.
+      const response = await transport.fetch(url, { headers: upstreamHeaders(new Headers({ accept: "application/json" }), transport, undefined), signal: abort, redirect: "manual" });
+      if ((response.status >= 300 && response.status < 400) || response.redirected) {
+        await response.body?.cancel();
+        return { ready: false, reason: `HTTP${response.status}`, message: `GET /version answered ${response.status} (${redirectTarget(response.headers.get("location"), url)}); kpass does not follow redirects from a cluster` };
+      }
       const body = await response.text();
       if (!response.ok) return { ready: false, reason: `HTTP${response.status}`, message: `GET /version answered ${response.status}: ${body.slice(0, 200)}` };
       const info = JSON.parse(body) as { gitVersion?: string; platform?: string };

@@ -12,6 +12,42 @@ function isIdentityHeader(name: string): boolean {
 export interface ImpersonationHeaders {
   user: string;
   groups: string[];
+  /** Impersonate-Uid, forwarded only after an `impersonate uids` check. */
+  uid?: string;
+  /** Impersonate-Extra-KEY values by decoded KEY, forwarded only after `impersonate userextras/KEY` checks. */
+  extra?: Record<string, string[]>;
+}
+
+const TOKEN_BYTE = /^[!#$&'*+\-.^_`|~0-9a-z]$/;
+
+/**
+ * An extra key as the header-name suffix client-go writes (transport.headerKeyEscape): bytes that are
+ * not token characters, "%" and, unlike client-go, upper-case letters percent-encoded, since
+ * kube-apiserver lower-cases the name before decoding it. The result is all lower case.
+ */
+export function escapeExtraKey(key: string): string {
+  let out = "";
+  for (const byte of Buffer.from(key, "utf8")) {
+    const c = String.fromCharCode(byte);
+    // Lower-case hex: header names are case-insensitive and Headers lower-cases them.
+    out += TOKEN_BYTE.test(c) ? c : `%${byte.toString(16).padStart(2, "0")}`;
+  }
+  return out;
+}
+
+/**
+ * The impersonation header lines for the cluster, one line per group and per extra value, as
+ * kube-apiserver reads them (it never splits a header value on commas). A Headers object joins
+ * repeated names with ", ", so a writer that can emit repeated lines should use these.
+ */
+export function impersonationHeaderLines(impersonate: ImpersonationHeaders): [string, string][] {
+  const lines: [string, string][] = [["impersonate-user", impersonate.user]];
+  for (const group of impersonate.groups) lines.push(["impersonate-group", group]);
+  if (impersonate.uid !== undefined) lines.push(["impersonate-uid", impersonate.uid]);
+  for (const [key, values] of Object.entries(impersonate.extra ?? {})) {
+    for (const value of values) lines.push([`impersonate-extra-${escapeExtraKey(key)}`, value]);
+  }
+  return lines;
 }
 
 /**
@@ -34,10 +70,7 @@ export function upstreamHeaders(client: Headers, transport: ClusterTransport, im
     if (upgrade) out.set("upgrade", upgrade);
   }
   if (transport.bearerToken) out.set("authorization", `Bearer ${transport.bearerToken}`);
-  if (impersonate) {
-    out.set("impersonate-user", impersonate.user);
-    for (const group of impersonate.groups) out.append("impersonate-group", group);
-  }
+  if (impersonate) for (const [name, value] of impersonationHeaderLines(impersonate)) out.append(name, value);
   assertClean(out, transport, impersonate);
   return out;
 }
@@ -47,8 +80,9 @@ function assertClean(headers: Headers, transport: ClusterTransport, impersonate:
   const authorization = headers.get("authorization");
   if (authorization !== null && authorization !== `Bearer ${transport.bearerToken}`) throw forbidden("refusing to forward a request with a client Authorization header");
   if (!impersonate && headers.has("impersonate-user")) throw forbidden("refusing to forward a request with a client Impersonate-User header");
+  const chosen = new Set(impersonate ? impersonationHeaderLines(impersonate).map(([name]) => name.toLowerCase()) : []);
   for (const name of headers.keys()) {
-    if (name.startsWith("impersonate-") ? name !== "impersonate-user" && name !== "impersonate-group" : name.startsWith("x-remote-") || name.startsWith("x-forwarded-")) {
+    if (name.startsWith("impersonate-") ? !chosen.has(name) : name.startsWith("x-remote-") || name.startsWith("x-forwarded-")) {
       throw forbidden(`refusing to forward a request with a client ${name} header`);
     }
   }

@@ -29,7 +29,7 @@ describe("parseRequestHead", () => {
 
   test("an upgrade needs both Connection: upgrade and Upgrade", () => {
     const head = (extra: string) => {
-      const r = parse(`GET / HTTP/1.1\r\n${extra}\r\n`);
+      const r = parse(`GET / HTTP/1.1\r\nHost: k\r\n${extra}\r\n`);
       if (r.kind !== "head") throw new Error("no head");
       return r.head;
     };

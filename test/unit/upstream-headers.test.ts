@@ -8,6 +8,7 @@ const transport = (bearerToken?: string): ClusterTransport => ({
   tls: { rejectUnauthorized: true },
   bearerToken,
   fetch: () => Promise.reject(new Error("unused")),
+  pool: undefined as unknown as ClusterTransport["pool"],
   close: () => {},
 });
 

@@ -168,6 +168,10 @@ function validateAccess(access: ClusterAccess): FieldProblem[] {
     try {
       const proxy = new URL(access.proxyURL);
       if (proxy.protocol !== "http:" && proxy.protocol !== "https:") problems.push({ field: `${at}.proxyURL`, message: "must be an http:// or https:// URL" });
+      // A password here would be shown to everyone who may read the Cluster (credential is the only redacted part).
+      if (/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*@/i.test(access.proxyURL) || proxy.username || proxy.password) {
+        problems.push({ field: `${at}.proxyURL`, message: "must not contain user information (user:password@): credentials belong in spec.access.credential" });
+      }
     } catch {
       problems.push({ field: `${at}.proxyURL`, message: "must be an absolute URL" });
     }

@@ -1,5 +1,14 @@
 import type { Socket } from "bun";
 
+/** What a pipe end needs of a socket; Bun's TCP and TLS sockets fit, whatever their data type. */
+export interface ByteSocket {
+  write(data: Uint8Array): number;
+  pause(): void;
+  resume(): void;
+  shutdown(): void;
+  end(): void;
+}
+
 /**
  * One side of a byte pipe between two Bun sockets. Bytes for this side queue here while its
  * socket cannot take them, and the other side stops reading until they drain (backpressure).
@@ -7,7 +16,7 @@ import type { Socket } from "bun";
  * closes the other side after it has flushed, and at the latest a second later.
  */
 export class PipeEnd {
-  socket: Socket<PipeEnd> | undefined;
+  socket: ByteSocket | undefined;
   peer: PipeEnd | undefined;
   private readonly queue: Uint8Array[] = [];
   private finRequested = false;
@@ -17,7 +26,7 @@ export class PipeEnd {
   bytesWritten = 0;
   onClose: (() => void) | undefined;
 
-  attach(socket: Socket<PipeEnd>): void {
+  attach(socket: ByteSocket): void {
     this.socket = socket;
     // The other side may have gone while this one was still connecting.
     if (this.closed) {

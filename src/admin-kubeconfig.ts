@@ -1,0 +1,67 @@
+import { open, readFile, rename, rm } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { parse, parseDocument } from "yaml";
+import { KPASS_CONTEXT } from "./auth/kubeconfig.ts";
+
+/** The current-context of a kubeconfig file, or undefined when it is missing, unreadable or not a kubeconfig. */
+export async function readCurrentContext(path: string): Promise<string | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch {
+    return undefined;
+  }
+  try {
+    const config = parse(text) as { "current-context"?: unknown } | null;
+    const current = config?.["current-context"];
+    return typeof current === "string" && current !== "" ? current : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The generated kubeconfig `generated` with its current-context set to `previous` when that names one
+ * of its contexts (a user's `kubectl config use-context prod` survives restarts), else to `kpass`.
+ */
+export function keepCurrentContext(generated: string, previous: string | undefined): string {
+  const doc = parseDocument(generated);
+  const contexts = (doc.toJS() as { contexts?: { name?: unknown }[] }).contexts ?? [];
+  const names = new Set(contexts.map((c) => c.name));
+  const current = previous !== undefined && names.has(previous) ? previous : KPASS_CONTEXT;
+  if (doc.get("current-context") === current) return generated;
+  doc.set("current-context", current);
+  return doc.toString();
+}
+
+/**
+ * Writes `text` to `path` atomically: a temp file (mode 0600) in the same directory, flushed, then
+ * renamed over `path`, so a reader sees the old file or the new one, never half of one.
+ */
+export async function writeFileAtomic(path: string, text: string): Promise<void> {
+  const temp = join(dirname(path), `.${basename(path)}.${process.pid}-${crypto.randomUUID().slice(0, 8)}.tmp`);
+  try {
+    const handle = await open(temp, "wx", 0o600);
+    try {
+      // open's mode is filtered by the umask; the file holds a token, so make it exactly 0600.
+      await handle.chmod(0o600);
+      await handle.writeFile(text, "utf8");
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, path);
+  } catch (error) {
+    await rm(temp, { force: true });
+    throw error;
+  }
+}
+
+/**
+ * Rewrites the admin kubeconfig at `path` from the freshly generated `generated` (whose
+ * current-context is `kpass`), keeping the file's existing current-context when it still names a
+ * context, and replacing the file atomically.
+ */
+export async function writeAdminKubeconfig(path: string, generated: string): Promise<void> {
+  await writeFileAtomic(path, keepCurrentContext(generated, await readCurrentContext(path)));
+}

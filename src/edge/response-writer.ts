@@ -1,0 +1,155 @@
+import { encodeChunk, LAST_CHUNK } from "../proxy/chunked.ts";
+
+const REASONS: Record<number, string> = {
+  200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 301: "Moved Permanently", 302: "Found", 304: "Not Modified",
+  400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable",
+  408: "Request Timeout", 409: "Conflict", 410: "Gone", 413: "Payload Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Entity",
+  429: "Too Many Requests", 431: "Request Header Fields Too Large", 500: "Internal Server Error", 502: "Bad Gateway",
+  503: "Service Unavailable", 504: "Gateway Timeout",
+};
+
+/** Response headers the edge decides itself, whatever the handler set. */
+const EDGE_OWNED = new Set(["connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "proxy-connection", "trailer"]);
+
+/** The sink a response is written to: returns false when the bytes were queued (wait for drain). */
+export interface ResponseSink {
+  write(bytes: Uint8Array): boolean;
+  drained(): Promise<void>;
+  readonly closed: boolean;
+}
+
+export type BodyPlan = { kind: "none" } | { kind: "length"; length: number } | { kind: "chunked" } | { kind: "close" };
+
+export function responseHead(response: Response, plan: BodyPlan, close: boolean): Uint8Array {
+  const status = response.status;
+  let head = `HTTP/1.1 ${status} ${response.statusText || REASONS[status] || "Unknown"}\r\n`;
+  response.headers.forEach((value, name) => {
+    if (!EDGE_OWNED.has(name)) head += `${name}: ${value}\r\n`;
+  });
+  if (plan.kind === "length") head += `Content-Length: ${plan.length}\r\n`;
+  else if (plan.kind === "chunked") head += "Transfer-Encoding: chunked\r\n";
+  else if (plan.kind === "none" && status !== 204 && status !== 304 && status >= 200) head += "Content-Length: 0\r\n";
+  if (close || plan.kind === "close") head += "Connection: close\r\n";
+  return Buffer.from(head + "\r\n", "latin1");
+}
+
+const PENDING: unique symbol = Symbol("pending");
+
+/** The part of a stream reader the writer uses. */
+interface BodyReader {
+  read(): Promise<{ done: boolean; value?: Uint8Array }>;
+  cancel(): Promise<void>;
+}
+
+/** Races a read against a few microtasks: in-memory bodies answer within them, streams do not. */
+function readyOrPending(read: Promise<{ done: boolean; value?: Uint8Array }>): Promise<{ done: boolean; value?: Uint8Array } | typeof PENDING> {
+  const pending = Promise.resolve().then(() => Promise.resolve()).then((): typeof PENDING => PENDING);
+  return Promise.race([read, pending]);
+}
+
+export interface WriteOptions {
+  /** HEAD requests get the head only. */
+  headOnly: boolean;
+  /** HTTP/1.0 clients cannot take chunked bodies. */
+  chunkedAllowed: boolean;
+  /** The connection ends after this response. */
+  close: boolean;
+  /** Called with the head, once it is out (a watch's head must not wait for its first event). */
+  onHead?: () => void;
+}
+
+/**
+ * Writes `response` to `sink`: the head as soon as it is known, then the body as it arrives,
+ * with backpressure. Resolves true when the response was written completely (the connection may
+ * carry another request), false when it ended early.
+ */
+export async function writeResponse(sink: ResponseSink, response: Response, options: WriteOptions): Promise<boolean> {
+  const status = response.status;
+  const bodyless = options.headOnly || status === 204 || status === 304 || status < 200;
+  const declared = response.headers.get("content-length");
+  const body = response.body;
+  if (bodyless || !body) {
+    if (body) void body.cancel().catch(() => {});
+    const plan: BodyPlan = options.headOnly && declared !== null && /^\d+$/.test(declared) ? { kind: "length", length: Number(declared) } : { kind: "none" };
+    const head = responseHead(response, plan, options.close);
+    // A HEAD answer names the length of the body it would have; nothing follows the head.
+    sink.write(head);
+    return true;
+  }
+  const reader: BodyReader = body.getReader();
+  if (declared !== null && /^\d{1,15}$/.test(declared)) return writeFixed(sink, response, reader, Number(declared), options);
+  // Collect what is ready at once: an in-memory body gets a Content-Length, a stream is chunked.
+  const ready: Uint8Array[] = [];
+  let total = 0;
+  // A read that lost the race is still the next chunk: it must not be dropped.
+  let inFlight: Promise<{ done: boolean; value?: Uint8Array }> | undefined;
+  for (;;) {
+    const read = reader.read();
+    const result = await readyOrPending(read);
+    if (result === PENDING) {
+      inFlight = read;
+      break;
+    }
+    if (result.done) {
+      sink.write(Buffer.concat([responseHead(response, { kind: "length", length: total }, options.close), ...ready]));
+      return true;
+    }
+    if (!result.value) continue;
+    ready.push(result.value);
+    total += result.value.byteLength;
+    if (total > 1 << 20) break;
+  }
+  const plan: BodyPlan = options.chunkedAllowed ? { kind: "chunked" } : { kind: "close" };
+  const first: Uint8Array[] = [responseHead(response, plan, options.close)];
+  for (const chunk of ready) first.push(...(plan.kind === "chunked" ? encodeChunk(chunk) : [chunk]));
+  sink.write(first.length === 1 ? first[0]! : Buffer.concat(first));
+  options.onHead?.();
+  try {
+    for (;;) {
+      const { value, done } = await (inFlight ?? reader.read());
+      inFlight = undefined;
+      if (sink.closed) {
+        void reader.cancel().catch(() => {});
+        return false;
+      }
+      if (done) break;
+      if (!value || value.byteLength === 0) continue;
+      const ok = plan.kind === "chunked" ? sink.write(Buffer.concat(encodeChunk(value))) : sink.write(value);
+      if (!ok) await sink.drained();
+    }
+  } catch {
+    // The source broke mid-body: the client must see a broken body, not a complete one.
+    return false;
+  }
+  if (plan.kind === "chunked") sink.write(LAST_CHUNK);
+  return plan.kind === "chunked";
+}
+
+async function writeFixed(sink: ResponseSink, response: Response, reader: BodyReader, length: number, options: WriteOptions): Promise<boolean> {
+  sink.write(responseHead(response, { kind: "length", length }, options.close));
+  options.onHead?.();
+  let sent = 0;
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (sink.closed) {
+        void reader.cancel().catch(() => {});
+        return false;
+      }
+      if (done) break;
+      if (!value || value.byteLength === 0) continue;
+      const room = length - sent;
+      if (value.byteLength > room) {
+        // More than the declared length: send what was declared and drop the connection after.
+        sink.write(value.subarray(0, room));
+        void reader.cancel().catch(() => {});
+        return false;
+      }
+      sent += value.byteLength;
+      if (!sink.write(value)) await sink.drained();
+    }
+  } catch {
+    return false;
+  }
+  return sent === length;
+}

@@ -1,0 +1,575 @@
+import { checkServerIdentity } from "node:tls";
+import type { Socket, SocketHandler } from "bun";
+import { ChunkedDecoder, encodeChunk, LAST_CHUNK } from "./chunked.ts";
+import type { ClusterTls } from "./cluster-transport.ts";
+import type { PipeEnd } from "./socket-pipe.ts";
+
+/**
+ * kpass's own HTTP/1.1 client toward clusters, on Bun sockets: one keep-alive pool per cluster
+ * with no runtime cap on concurrent requests (a watch holds one connection, nothing else), its
+ * own connect and response-head deadlines, and upgrades that hand over the socket only after the
+ * cluster's `101`. Response heads resolve as soon as they are read; bodies stream with
+ * backpressure.
+ */
+
+export interface UpstreamRequest {
+  method: string;
+  /** Path and query on the cluster, as sent on the request line. */
+  target: string;
+  /** Clean end-to-end headers (hop-by-hop ones are added here). */
+  headers: Headers;
+  body?: ReadableStream<Uint8Array> | null;
+  /** The body's length when known (sent as Content-Length); otherwise the body is chunked. */
+  bodyLength?: number;
+  signal?: AbortSignal;
+  /** Longest wait for the response head after the request was sent; undefined: no deadline. */
+  headTimeoutMs?: number;
+  /** Hands the socket over on `101 Switching Protocols` instead of reading a body. */
+  upgrade?: boolean;
+}
+
+/** A connection switched to another protocol by the cluster; bytes flow only once attached. */
+export interface UpgradedConnection {
+  /** The cluster's 101 head exactly as received. */
+  head: Uint8Array;
+  /** Bytes the cluster sent after its head, before anyone read them. */
+  leftover: Uint8Array;
+  attach(pipe: PipeEnd): void;
+  close(): void;
+}
+
+export interface UpstreamResponse {
+  response: Response;
+  upgraded?: UpgradedConnection;
+}
+
+/** Failures carry a code the caller maps to a Status: connect budget, head deadline, or the socket's own. */
+export class UpstreamError extends Error {
+  constructor(
+    readonly code: "CONNECT_TIMEOUT" | "HEAD_TIMEOUT" | "TLS" | "CLOSED" | "PROTOCOL" | "ABORTED" | string,
+    message: string,
+    /** Closed by the cluster before a single response byte arrived (a stale keep-alive connection). */
+    readonly beforeResponse = false,
+  ) {
+    super(message);
+  }
+}
+
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "DELETE"]);
+const MAX_RESPONSE_HEAD = 256 * 1024;
+const IDLE_POOL_MAX = 64;
+const RESPONSE_HOP_BY_HOP = new Set(["connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade", "trailer"]);
+
+type BodyMode = { kind: "none" } | { kind: "length"; remaining: number } | { kind: "chunked"; decoder: ChunkedDecoder } | { kind: "close" };
+
+interface Exchange {
+  request: UpstreamRequest;
+  resolve(result: UpstreamResponse): void;
+  reject(error: Error): void;
+  headSettled: boolean;
+  headTimer?: ReturnType<typeof setTimeout>;
+  requestSent: boolean;
+  body?: ReadableStreamDefaultController<Uint8Array>;
+  bodyMode?: BodyMode;
+  keepAlive: boolean;
+  /** Bytes received for this exchange: a reused connection that closes before any may be retried. */
+  received: number;
+}
+
+class UpstreamConnection {
+  socket: Socket<UpstreamConnection> | undefined;
+  state: "connecting" | "idle" | "busy" | "tunnel" | "closed" = "connecting";
+  exchange: Exchange | undefined;
+  /** Requests made on this connection (a reused one may have been closed by the cluster meanwhile). */
+  uses = 0;
+  private headBuffer: Buffer | undefined;
+  private readonly writeQueue: Uint8Array[] = [];
+  private drainWaiters: (() => void)[] = [];
+  tunnel: PipeEnd | undefined;
+  private tunnelBuffer: Uint8Array[] = [];
+  idleTimer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(private readonly pool: Http1Pool) {}
+
+  write(chunk: Uint8Array): boolean {
+    const socket = this.socket;
+    if (!socket || this.state === "closed") return false;
+    if (this.writeQueue.length > 0) {
+      this.writeQueue.push(chunk);
+      return false;
+    }
+    const written = socket.write(chunk);
+    if (written < chunk.byteLength) {
+      this.writeQueue.push(chunk.subarray(Math.max(written, 0)));
+      return false;
+    }
+    return true;
+  }
+
+  drained(): Promise<void> {
+    if (this.writeQueue.length === 0 || this.state === "closed") return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  onDrain(): void {
+    if (this.tunnel) return this.tunnel.flush();
+    const socket = this.socket;
+    if (!socket) return;
+    while (this.writeQueue.length > 0) {
+      const chunk = this.writeQueue[0]!;
+      const written = socket.write(chunk);
+      if (written < chunk.byteLength) {
+        this.writeQueue[0] = chunk.subarray(Math.max(written, 0));
+        return;
+      }
+      this.writeQueue.shift();
+    }
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** Starts an exchange on this (open, idle) connection. */
+  start(request: UpstreamRequest, resolve: Exchange["resolve"], reject: Exchange["reject"]): void {
+    clearTimeout(this.idleTimer);
+    this.state = "busy";
+    this.uses++;
+    const exchange: Exchange = { request, resolve, reject, headSettled: false, requestSent: false, keepAlive: true, received: 0 };
+    this.exchange = exchange;
+    const signal = request.signal;
+    if (signal) {
+      if (signal.aborted) return this.fail(new UpstreamError("ABORTED", "request aborted"));
+      signal.addEventListener("abort", () => this.exchange === exchange && this.fail(new UpstreamError("ABORTED", "request aborted")), { once: true });
+    }
+    this.write(requestHead(request, this.pool.hostHeader));
+    void this.sendBody(exchange);
+    if (request.headTimeoutMs !== undefined) {
+      exchange.headTimer = setTimeout(() => {
+        if (!exchange.headSettled) this.fail(new UpstreamError("HEAD_TIMEOUT", `no response head within ${Math.round(request.headTimeoutMs! / 1000)}s`));
+      }, request.headTimeoutMs);
+    }
+  }
+
+  private async sendBody(exchange: Exchange): Promise<void> {
+    const { body, bodyLength } = exchange.request;
+    if (!body) {
+      exchange.requestSent = true;
+      return;
+    }
+    const chunked = bodyLength === undefined;
+    let sent = 0;
+    const reader = body.getReader();
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (this.exchange !== exchange || this.state === "closed") return void reader.cancel().catch(() => {});
+        if (done) break;
+        if (!value || value.byteLength === 0) continue;
+        sent += value.byteLength;
+        if (!chunked && sent > bodyLength) throw new Error("request body longer than its Content-Length");
+        let ok = true;
+        for (const piece of chunked ? encodeChunk(value) : [value]) ok = this.write(piece) && ok;
+        if (!ok) await this.drained();
+      }
+      if (!chunked && sent !== bodyLength) throw new Error("request body shorter than its Content-Length");
+      if (chunked) this.write(LAST_CHUNK);
+      exchange.requestSent = true;
+    } catch (error) {
+      // A broken request body must not leave a half-sent request on a connection that could be reused.
+      if (this.exchange === exchange) this.fail(new UpstreamError("ABORTED", `request body failed: ${(error as Error).message ?? error}`));
+    }
+  }
+
+  onData(chunk: Uint8Array): void {
+    if (this.tunnel) return this.tunnel.peer?.write(chunk);
+    if (this.state === "tunnel") {
+      this.tunnelBuffer.push(Buffer.from(chunk));
+      return;
+    }
+    const exchange = this.exchange;
+    if (!exchange) {
+      // Bytes nobody asked for: the connection's framing cannot be trusted any more.
+      return this.destroy();
+    }
+    exchange.received += chunk.byteLength;
+    if (!exchange.headSettled) {
+      this.headBuffer = this.headBuffer ? Buffer.concat([this.headBuffer, chunk]) : Buffer.from(chunk);
+      this.readHead(exchange);
+      return;
+    }
+    this.readBody(exchange, chunk);
+  }
+
+  private readHead(exchange: Exchange): void {
+    for (;;) {
+      const buffer = this.headBuffer!;
+      const end = buffer.indexOf("\r\n\r\n");
+      if (end < 0) {
+        if (buffer.length > MAX_RESPONSE_HEAD) this.fail(new UpstreamError("PROTOCOL", "response head too large"));
+        return;
+      }
+      const parsed = parseResponseHead(buffer.subarray(0, end).toString("latin1"));
+      if (typeof parsed === "string") return this.fail(new UpstreamError("PROTOCOL", parsed));
+      const rest = buffer.subarray(end + 4);
+      if (parsed.status === 101 && exchange.request.upgrade) {
+        this.headBuffer = undefined;
+        return this.switchProtocols(exchange, buffer.subarray(0, end + 4), rest);
+      }
+      if (parsed.status >= 100 && parsed.status < 200) {
+        // Interim responses (100 Continue, 103) are not relayed.
+        this.headBuffer = rest;
+        continue;
+      }
+      this.headBuffer = undefined;
+      return this.respond(exchange, parsed, rest);
+    }
+  }
+
+  private respond(exchange: Exchange, head: ParsedResponseHead, rest: Uint8Array): void {
+    exchange.headSettled = true;
+    clearTimeout(exchange.headTimer);
+    const noBody = exchange.request.method === "HEAD" || head.status === 204 || head.status === 304;
+    const encoding = head.headers.get("transfer-encoding");
+    const length = head.headers.get("content-length");
+    let mode: BodyMode;
+    if (noBody) mode = { kind: "none" };
+    else if (encoding !== null) {
+      if (encoding.toLowerCase() !== "chunked") return this.fail(new UpstreamError("PROTOCOL", `unsupported Transfer-Encoding "${encoding}" from cluster`));
+      mode = { kind: "chunked", decoder: new ChunkedDecoder() };
+      head.headers.delete("content-length");
+    } else if (length !== null) {
+      if (!/^\d{1,15}$/.test(length)) return this.fail(new UpstreamError("PROTOCOL", "invalid Content-Length from cluster"));
+      mode = { kind: "length", remaining: Number(length) };
+    } else mode = { kind: "close" };
+    exchange.bodyMode = mode;
+    exchange.keepAlive = head.keepAlive && mode.kind !== "close" && !exchange.request.upgrade;
+    for (const name of [...head.headers.keys()]) if (RESPONSE_HOP_BY_HOP.has(name)) head.headers.delete(name);
+    const upgradeRefused = exchange.request.upgrade === true;
+    let body: ReadableStream<Uint8Array> | null = null;
+    if (mode.kind !== "none" && !(mode.kind === "length" && mode.remaining === 0)) {
+      body = new ReadableStream<Uint8Array>({
+        start: (controller) => {
+          exchange.body = controller;
+        },
+        pull: () => {
+          if (this.exchange === exchange) this.socket?.resume();
+        },
+        cancel: () => {
+          if (this.exchange === exchange) this.destroy();
+        },
+      });
+    }
+    exchange.resolve({ response: new Response(body, { status: head.status, statusText: head.reason, headers: head.headers }) });
+    if (!body) return this.finish(exchange, rest.byteLength > 0 || upgradeRefused);
+    if (rest.byteLength > 0) this.readBody(exchange, rest);
+  }
+
+  private readBody(exchange: Exchange, chunk: Uint8Array): void {
+    const mode = exchange.bodyMode!;
+    const controller = exchange.body!;
+    const enqueue = (data: Uint8Array) => {
+      if (data.byteLength === 0) return;
+      try {
+        // The stream keeps the bytes: copy out of the socket's reused buffer.
+        controller.enqueue(new Uint8Array(data));
+      } catch {
+        return;
+      }
+      if ((controller.desiredSize ?? 1) <= 0) this.socket?.pause();
+    };
+    switch (mode.kind) {
+      case "close":
+        return enqueue(chunk);
+      case "length": {
+        const take = Math.min(mode.remaining, chunk.byteLength);
+        enqueue(chunk.subarray(0, take));
+        mode.remaining -= take;
+        if (mode.remaining === 0) this.finish(exchange, take < chunk.byteLength);
+        return;
+      }
+      case "chunked": {
+        const result = mode.decoder.push(chunk);
+        if (result.kind === "error") return this.fail(new UpstreamError("PROTOCOL", result.message));
+        for (const data of result.data) enqueue(data);
+        if (result.done) this.finish(exchange, result.consumed < chunk.byteLength);
+        return;
+      }
+      case "none":
+        return this.destroy();
+    }
+  }
+
+  /** The response is complete: close its body and give the connection back, or drop it. */
+  private finish(exchange: Exchange, trailingBytes: boolean): void {
+    try {
+      exchange.body?.close();
+    } catch {
+      // The reader went away first.
+    }
+    this.socket?.resume();
+    this.exchange = undefined;
+    if (trailingBytes || !exchange.keepAlive || !exchange.requestSent) return this.destroy();
+    this.pool.release(this);
+  }
+
+  private switchProtocols(exchange: Exchange, head: Uint8Array, rest: Uint8Array): void {
+    exchange.headSettled = true;
+    clearTimeout(exchange.headTimer);
+    this.state = "tunnel";
+    this.exchange = undefined;
+    if (rest.byteLength > 0) this.tunnelBuffer.push(Buffer.from(rest));
+    const upgraded: UpgradedConnection = {
+      head: new Uint8Array(head),
+      leftover: new Uint8Array(0),
+      attach: (pipe) => {
+        this.tunnel = pipe;
+        const pending = this.tunnelBuffer;
+        this.tunnelBuffer = [];
+        pipe.attach(this.socket as unknown as Parameters<PipeEnd["attach"]>[0]);
+        for (const bytes of pending) pipe.peer?.write(bytes);
+        if (this.state === "closed") pipe.closedByPeer();
+      },
+      close: () => this.destroy(),
+    };
+    exchange.resolve({ response: new Response(null, { status: 200, statusText: "Switching Protocols" }), upgraded });
+  }
+
+  fail(error: Error): void {
+    const exchange = this.exchange;
+    this.exchange = undefined;
+    if (exchange) {
+      clearTimeout(exchange.headTimer);
+      if (!exchange.headSettled) {
+        exchange.headSettled = true;
+        exchange.reject(error);
+      } else {
+        try {
+          exchange.body?.error(error);
+        } catch {
+          // Already closed.
+        }
+      }
+    }
+    this.destroy();
+  }
+
+  destroy(): void {
+    if (this.state === "closed") return;
+    const tunnelled = this.state === "tunnel";
+    this.state = "closed";
+    clearTimeout(this.idleTimer);
+    this.pool.forget(this);
+    if (tunnelled) this.socket?.end();
+    else this.socket?.terminate();
+    for (const w of this.drainWaiters) w();
+    this.drainWaiters = [];
+  }
+
+  /** The socket closed (from the close/error handler). */
+  onClose(error?: Error): void {
+    if (this.tunnel) {
+      this.state = "closed";
+      return this.tunnel.closedByPeer();
+    }
+    const exchange = this.exchange;
+    if (exchange?.bodyMode?.kind === "close" && !error) {
+      // A close-delimited body ends with the connection.
+      this.exchange = undefined;
+      try {
+        exchange.body?.close();
+      } catch {
+        // Reader gone.
+      }
+    } else if (exchange) {
+      const message = error?.message ?? (exchange.headSettled ? "connection closed in the middle of the response body" : "connection closed before the response head");
+      this.fail(new UpstreamError("CLOSED", message, exchange.received === 0 && !exchange.headSettled));
+    }
+    this.state = "closed";
+    clearTimeout(this.idleTimer);
+    this.pool.forget(this);
+  }
+
+  onEnd(): void {
+    if (this.tunnel) return this.tunnel.peer?.halfClose();
+    this.onClose();
+  }
+}
+
+interface ParsedResponseHead {
+  status: number;
+  reason: string;
+  headers: Headers;
+  keepAlive: boolean;
+}
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+function parseResponseHead(text: string): ParsedResponseHead | string {
+  const lines = text.split("\r\n");
+  const status = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/.exec(lines[0] ?? "");
+  if (!status) return "malformed status line from cluster";
+  const headers = new Headers();
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i]!;
+    const colon = line.indexOf(":");
+    const name = colon > 0 ? line.slice(0, colon) : "";
+    if (!TOKEN.test(name) || /[\0\r\n]/.test(line)) return "malformed header line from cluster";
+    headers.append(name, line.slice(colon + 1).trim());
+  }
+  const connection = (headers.get("connection") ?? "").toLowerCase();
+  const keepAlive = status[1] === "1" ? !/\bclose\b/.test(connection) : /\bkeep-alive\b/.test(connection);
+  return { status: Number(status[2]), reason: status[3] ?? "", headers, keepAlive };
+}
+
+function requestHead(request: UpstreamRequest, host: string): Uint8Array {
+  let head = `${request.method} ${request.target} HTTP/1.1\r\nHost: ${host}\r\n`;
+  request.headers.forEach((value, name) => {
+    head += `${name}: ${value}\r\n`;
+  });
+  if (request.upgrade) {
+    // An upgrade carries no body: the bytes after its head belong to the next protocol.
+  } else if (request.body) head += request.bodyLength === undefined ? "Transfer-Encoding: chunked\r\n" : `Content-Length: ${request.bodyLength}\r\n`;
+  else if (request.method === "POST" || request.method === "PUT" || request.method === "PATCH") head += "Content-Length: 0\r\n";
+  return Buffer.from(head + "\r\n", "latin1");
+}
+
+const handlers: SocketHandler<UpstreamConnection> = {
+  data(socket, chunk) {
+    socket.data.onData(chunk);
+  },
+  drain(socket) {
+    socket.data.onDrain();
+  },
+  end(socket) {
+    socket.data.onEnd();
+  },
+  close(socket, error) {
+    socket.data.onClose(error);
+  },
+  error(socket, error) {
+    socket.data.onClose(error);
+  },
+};
+
+export interface PoolOptions {
+  endpoint: URL;
+  tls: ClusterTls;
+  connectTimeoutMs: number;
+  /** Seconds an idle keep-alive connection is kept. */
+  idleSeconds?: number;
+}
+
+/** The keep-alive pool toward one cluster. Connections are opened on demand, without a cap. */
+export class Http1Pool {
+  readonly hostHeader: string;
+  private readonly idle: UpstreamConnection[] = [];
+  private readonly open = new Set<UpstreamConnection>();
+  private closed = false;
+
+  constructor(private readonly options: PoolOptions) {
+    this.hostHeader = options.endpoint.host;
+  }
+
+  /** Connections open toward the cluster (idle and busy). */
+  get size(): number {
+    return this.open.size;
+  }
+
+  async request(request: UpstreamRequest): Promise<UpstreamResponse> {
+    for (;;) {
+      const reused = this.idle.pop();
+      const connection = reused ?? (await this.connect(request.signal));
+      try {
+        return await new Promise<UpstreamResponse>((resolve, reject) => connection.start(request, resolve, reject));
+      } catch (error) {
+        // A kept-alive connection the cluster closed meanwhile: retry once on a new one when
+        // nothing was received and no body could have been consumed.
+        const retriable = reused !== undefined && error instanceof UpstreamError && error.beforeResponse && !request.body && !request.upgrade && IDEMPOTENT.has(request.method);
+        if (!retriable) throw error;
+      }
+    }
+  }
+
+  release(connection: UpstreamConnection): void {
+    if (this.closed || connection.state === "closed" || this.idle.length >= IDLE_POOL_MAX) return connection.destroy();
+    connection.state = "idle";
+    this.idle.push(connection);
+    connection.idleTimer = setTimeout(() => connection.destroy(), (this.options.idleSeconds ?? 90) * 1000);
+    connection.idleTimer.unref?.();
+  }
+
+  forget(connection: UpstreamConnection): void {
+    this.open.delete(connection);
+    const i = this.idle.indexOf(connection);
+    if (i >= 0) this.idle.splice(i, 1);
+  }
+
+  /** Closes idle connections now; busy ones close when their exchange ends. */
+  close(): void {
+    this.closed = true;
+    for (const connection of [...this.idle]) connection.destroy();
+  }
+
+  private connect(signal: AbortSignal | undefined): Promise<UpstreamConnection> {
+    const { endpoint, tls, connectTimeoutMs } = this.options;
+    const hostname = endpoint.hostname.replace(/^\[|\]$/g, "");
+    const secure = endpoint.protocol === "https:";
+    const port = Number(endpoint.port || (secure ? 443 : 80));
+    const connection = new UpstreamConnection(this);
+    return new Promise<UpstreamConnection>((resolve, reject) => {
+      let settled = false;
+      const settle = (error?: Error) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        if (!error && this.closed) error = new UpstreamError("CLOSED", "cluster transport closed");
+        if (error) {
+          connection.destroy();
+          reject(error);
+        } else {
+          connection.state = "idle";
+          this.open.add(connection);
+          resolve(connection);
+        }
+      };
+      const onAbort = () => settle(new UpstreamError("ABORTED", "request aborted"));
+      signal?.addEventListener("abort", onAbort, { once: true });
+      const timer = setTimeout(() => settle(new UpstreamError("CONNECT_TIMEOUT", `no connection within ${Math.round(connectTimeoutMs / 1000)}s`)), connectTimeoutMs);
+      const socketHandlers: SocketHandler<UpstreamConnection> = {
+        ...handlers,
+        open(socket) {
+          connection.socket = socket;
+          if (!secure) settle();
+        },
+        handshake(socket, success, authorizationError) {
+          if (tls.rejectUnauthorized) {
+            const identityError = success ? checkServerIdentity(tls.serverName ?? hostname, socket.getPeerCertificate()) : undefined;
+            // Verification is kpass's own (rejectUnauthorized is off on the socket) so that a
+            // failure is reported with its cause instead of a bare reset.
+            const failure = !success || authorizationError ? (authorizationError ?? new Error("certificate verification failed")) : identityError;
+            if (failure) return settle(new UpstreamError("TLS", `${(failure as { code?: string }).code ?? "CERT_VERIFICATION_FAILED"}: ${failure.message}`));
+          }
+          settle();
+        },
+        connectError(_socket, error) {
+          settle(new UpstreamError((error as { code?: string }).code ?? "CONNECT", error.message));
+        },
+        close(socket, error) {
+          if (!settled) settle(new UpstreamError("CLOSED", secure ? "connection closed during TLS handshake" : "connection closed"));
+          else socket.data.onClose(error);
+        },
+      };
+      Bun.connect<UpstreamConnection>({
+        hostname,
+        port,
+        data: connection,
+        allowHalfOpen: true,
+        tls: secure
+          ? { ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: false, serverName: tls.serverName ?? (/^[\d.:]+$/.test(hostname) ? undefined : hostname), ALPNProtocols: Buffer.from("\x08http/1.1", "latin1") }
+          : undefined,
+        socket: socketHandlers,
+      }).catch((error: Error) => settle(new UpstreamError((error as { code?: string }).code ?? "CONNECT", error.message)));
+    });
+  }
+}
