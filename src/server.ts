@@ -13,6 +13,7 @@ import type { Identity } from "./auth/identity.ts";
 import { buildKubeconfig } from "./auth/kubeconfig.ts";
 import { loadOrCreateSigningKey } from "./auth/signing-key.ts";
 import { TokenService } from "./auth/tokens.ts";
+import { OpenStreams } from "./auth/open-streams.ts";
 import type { ClientConnection } from "./edge/connection.ts";
 import { startEdge } from "./edge/listener.ts";
 import { loadServingCertificates } from "./edge/serving-certificates.ts";
@@ -38,6 +39,8 @@ export interface ServerConfig {
   upstreamTimeoutMs: number;
   /** TCP connect + TLS handshake budget toward a cluster. */
   connectTimeoutMs?: number;
+  /** Concurrent watches and tunnels one pass may hold (0: unbounded). */
+  maxStreamsPerPass?: number;
   /** Seconds an idle client keep-alive connection stays open. */
   idleTimeoutSeconds?: number;
   audit: { file: boolean; stdout: boolean; maxBytes: number; maxBackups?: number };
@@ -65,7 +68,8 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   await passes.load();
   const connectTimeoutMs = config.connectTimeoutMs ?? Math.min(config.upstreamTimeoutMs, 10_000);
   const transports = new ClusterTransports({ connectTimeoutMs });
-  const authenticator = new Authenticator(tokens, passes);
+  const streams = new OpenStreams(passes, { maxPerPass: config.maxStreamsPerPass ?? 1000 });
+  const authenticator = new Authenticator(tokens, passes, streams);
   const audit = new AuditLog({ path: config.audit.file ? join(config.dataDir, "audit.log") : undefined, stdout: config.audit.stdout, maxBytes: config.audit.maxBytes, maxBackups: config.audit.maxBackups });
   const metrics = new Metrics();
 
@@ -152,6 +156,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     adminKubeconfigPath,
     async stop() {
       prober.stop();
+      streams.stop();
       edge.stop(true);
     },
   };

@@ -398,7 +398,7 @@ describe("proxy: kubectl through kpass to a token cluster", () => {
       }
     });
 
-    test("client identity headers are dropped, Authorization replaced; other headers pass", async () => {
+    test("client identity headers are dropped, Authorization replaced; only allowlisted headers pass", async () => {
       const marker = `hygiene-${crypto.randomUUID()}`;
       const res = await viaKpass(kpass, "c1", `/api/v1/namespaces/default/pods?marker=${marker}`, {
         headers: {
@@ -409,7 +409,8 @@ describe("proxy: kubectl through kpass to a token cluster", () => {
           "X-Remote-User": "system:admin",
           "X-Remote-Group": "system:masters",
           "X-Remote-Extra-Scopes": "all",
-          "X-Kpass-Test": "keep-me",
+          "X-Kpass-Test": "drop-me",
+          "Kubectl-Session": "keep-me",
         },
       });
       expect(res.status).toBe(200);
@@ -418,7 +419,9 @@ describe("proxy: kubectl through kpass to a token cluster", () => {
       const names = Object.keys(seen!.headers);
       expect(names.filter((n) => n.startsWith("x-forwarded-") || n.startsWith("x-remote-"))).toEqual([]);
       expect(header(seen, "authorization")).toBe(`Bearer ${FIXTURE_TOKEN}`);
-      expect(header(seen, "x-kpass-test")).toBe("keep-me");
+      // Headers are an allowlist: what Kubernetes clients send passes, anything else stays behind.
+      expect(header(seen, "kubectl-session")).toBe("keep-me");
+      expect(header(seen, "x-kpass-test")).toBeUndefined();
     });
 
     test("the admin pass may impersonate: Impersonate-User reaches the cluster as sent", async () => {

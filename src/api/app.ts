@@ -2,6 +2,7 @@ import type { Authenticator } from "../auth/authenticate.ts";
 import type { Identity } from "../auth/identity.ts";
 import { forwardRequest, isStreaming } from "../proxy/forward.ts";
 import { parseProxyTarget } from "../proxy/proxy-path.ts";
+import { admitProxied } from "../proxy/admission.ts";
 import { planProxy, type ProxyDeps } from "../proxy/plan.ts";
 import type { StoredObject } from "../store/object.ts";
 import { apiGroup, apiGroupList, apiResourceList, apiVersions, OPENAPI_V2_PROTOBUF, openApiV2Protobuf, openApiV3Document, openApiV3Index, versionInfo } from "./discovery.ts";
@@ -69,11 +70,19 @@ export function createApiHandler(deps: ApiDeps): (req: Request, context: ApiRequ
     let plan: ReturnType<typeof planProxy>;
     try {
       plan = planProxy(deps, identity, parsed, { method: req.method, headers: req.headers, upgrade: false });
+      req = await admitProxied(req, identity, plan);
     } catch (error) {
       deps.onRefused?.(target, identity, asApiError(error), context.sourceIP);
       throw error;
     }
     const startedAt = performance.now();
+    const streaming = isStreaming(plan.decision.attributes.verb, parsed.search);
+    let signal = req.signal;
+    if (streaming && identity.openStream) {
+      const lease = identity.openStream();
+      req.signal.addEventListener("abort", lease.release, { once: true });
+      signal = AbortSignal.any([req.signal, lease.signal]);
+    }
     try {
       const response = await forwardRequest(req, {
         transport: plan.transport,
@@ -81,7 +90,9 @@ export function createApiHandler(deps: ApiDeps): (req: Request, context: ApiRequ
         search: parsed.search,
         headers: plan.headers,
         headerTimeoutMs: deps.upstreamHeaderTimeoutMs,
-        streaming: isStreaming(plan.decision.attributes.verb, parsed.search),
+        streaming,
+        impersonate: plan.decision.impersonate,
+        signal,
       });
       return deps.onProxied?.({ identity, req, plan, status: response.status, startedAt, response, sourceIP: context.sourceIP }) ?? response;
     } catch (error) {

@@ -10,6 +10,9 @@ import { ApiError, badRequest, forbidden, invalid } from "./status.ts";
 import { toTable, wantsTable } from "./table.ts";
 import { watchResponse } from "./watch.ts";
 
+/** Seconds after which a watch with no timeoutSeconds of its own ends (randomised up to twice that). */
+const MIN_REQUEST_TIMEOUT_SECONDS = 1800;
+
 /** One kind served over REST: its definition, its store, and who may write it. */
 export interface KindEndpoint<T extends StoredObject> {
   kind: KindDefinition<T>;
@@ -125,8 +128,14 @@ export async function listOrWatch<T extends StoredObject>(req: Request, endpoint
       const shown = kind.redact(object, viewer);
       return table ? toTable(req, kind, [shown], { resourceVersion: shown.metadata.resourceVersion }) : shown;
     };
-    const timeout = Number(q.get("timeoutSeconds") ?? "0");
-    return watchResponse(store, { fromRevision: parseRevision(q.get("resourceVersion")), present, timeoutSeconds: Number.isFinite(timeout) ? timeout : 0, signal: req.signal });
+    const asked = Number(q.get("timeoutSeconds") ?? "0");
+    // Like kube-apiserver's --min-request-timeout: a watch without its own timeout ends after a
+    // randomised 30–60 minutes, so no stream outlives every re-check for ever.
+    const timeoutSeconds = Number.isFinite(asked) && asked > 0 ? asked : Math.round(MIN_REQUEST_TIMEOUT_SECONDS * (1 + Math.random()));
+    const lease = viewer.openStream?.();
+    if (lease) req.signal.addEventListener("abort", lease.release, { once: true });
+    const signal = lease ? AbortSignal.any([req.signal, lease.signal]) : req.signal;
+    return watchResponse(store, { fromRevision: parseRevision(q.get("resourceVersion")), present, timeoutSeconds, signal });
   }
   const revision = String(store.revision);
   const { page, continueToken } = paginate(req, store.list().filter(include));

@@ -19,7 +19,8 @@ export type StatusReason =
   | "InternalError"
   | "BadGateway"
   | "ServiceUnavailable"
-  | "Timeout";
+  | "Timeout"
+  | "TooManyRequests";
 
 export interface StatusCause {
   reason?: string;

@@ -40,7 +40,15 @@ export function watchResponse<T extends StoredObject>(store: ObjectStore<T>, opt
         controller.close();
         return;
       }
-      options.signal.addEventListener("abort", finish);
+      // The client went away or the pass was revoked: end the stream (a revoked client re-watches and is refused).
+      options.signal.addEventListener("abort", () => {
+        finish();
+        try {
+          controller.close();
+        } catch {
+          // already closed
+        }
+      }, { once: true });
       if (options.timeoutSeconds && options.timeoutSeconds > 0) {
         timer = setTimeout(() => {
           finish();

@@ -1,3 +1,4 @@
+import type { OpenStreams } from "./open-streams.ts";
 import type { Pass } from "../api/kinds/pass.ts";
 import { unauthorized } from "../api/status.ts";
 import { matchesLabels, selectorFromSpec } from "../store/label-selector.ts";
@@ -38,6 +39,7 @@ export class Authenticator {
   constructor(
     private readonly tokens: TokenService,
     private readonly passes: ObjectStore<Pass>,
+    private readonly streams?: OpenStreams,
   ) {}
 
   async authenticate(headers: Headers): Promise<Identity> {
@@ -61,6 +63,8 @@ export class Authenticator {
     const cached = this.identities.get(pass.metadata.name);
     if (cached && cached.resourceVersion === pass.metadata.resourceVersion) return cached.identity;
     const identity = identityOf(pass);
+    const streams = this.streams;
+    if (streams) identity.openStream = () => streams.lease(identity);
     this.identities.set(pass.metadata.name, { resourceVersion: pass.metadata.resourceVersion, identity });
     return identity;
   }

@@ -1,3 +1,4 @@
+import type { StreamLease } from "./open-streams.ts";
 import type { PolicyRule } from "./policy-rules.ts";
 
 /** Who is calling: the pass a request authenticated with, and what that pass may do. */
@@ -13,4 +14,6 @@ export interface Identity {
   rules: PolicyRule[];
   /** Decides whether a Cluster object is reachable with this pass. */
   reachesCluster(cluster: { metadata: { name: string; labels?: Record<string, string> } }): boolean;
+  /** Holds a watch or tunnel open for as long as the pass allows it (absent: nothing to revoke). */
+  openStream?(): StreamLease;
 }

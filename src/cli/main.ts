@@ -11,7 +11,8 @@ const USAGE = `kpass ${KPASS_VERSION} — one gateway, one credential per person
 Usage:
   kpass serve [--data DIR] [--listen HOST:PORT] [--san NAME]... [--external-url URL]
               [--tls-cert FILE --tls-key FILE [--ca-cert FILE]] [--probe-interval 60s]
-              [--upstream-timeout 30s] [--audit file|stdout|both|off] [--audit-max-size 100Mi]
+              [--upstream-timeout 60s] [--connect-timeout 10s]
+              [--idle-timeout 2m] [--max-streams-per-pass 1000] [--audit file|stdout|both|off] [--audit-max-size 100Mi]
               [--audit-max-backups 10]
   kpass version
   kpass cluster add NAME --kubeconfig FILE [--context CTX] [--label k=v]... [--impersonation none|user]
@@ -60,7 +61,10 @@ async function serve(args: string[]): Promise<void> {
       "tls-key": { type: "string" },
       "ca-cert": { type: "string" },
       "probe-interval": { type: "string", default: "60s" },
-      "upstream-timeout": { type: "string", default: "30s" },
+      "upstream-timeout": { type: "string", default: "60s" },
+      "connect-timeout": { type: "string" },
+      "idle-timeout": { type: "string", default: "2m" },
+      "max-streams-per-pass": { type: "string", default: "1000" },
       audit: { type: "string", default: "file" },
       "audit-max-size": { type: "string", default: "100Mi" },
       // Rotated audit.log.1 … audit.log.N kept, like kube-apiserver's --audit-log-maxbackup (0 keeps all).
@@ -79,6 +83,10 @@ async function serve(args: string[]): Promise<void> {
     caFile: values["ca-cert"],
     probeIntervalMs: durationMs(values["probe-interval"]!, "--probe-interval"),
     upstreamTimeoutMs: durationMs(values["upstream-timeout"]!, "--upstream-timeout"),
+    // Default: 10 s, or the upstream timeout when that is shorter.
+    connectTimeoutMs: values["connect-timeout"] === undefined ? undefined : durationMs(values["connect-timeout"], "--connect-timeout"),
+    idleTimeoutSeconds: durationMs(values["idle-timeout"]!, "--idle-timeout") / 1000,
+    maxStreamsPerPass: count(values["max-streams-per-pass"]!, "--max-streams-per-pass"),
     audit: { file: audit === "file" || audit === "both", stdout: audit === "stdout" || audit === "both", maxBytes: bytes(values["audit-max-size"]!), maxBackups: count(values["audit-max-backups"]!, "--audit-max-backups") },
   });
   console.error(`kpass ${KPASS_VERSION} listening on ${server.url}`);

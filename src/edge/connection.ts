@@ -294,6 +294,8 @@ export class ClientConnection implements ResponseSink {
     const close = !head.keepAlive || !current.bodyDone || current.bodyError !== undefined || this.state === "closing";
     const complete = await writeResponse(this, response, { headOnly: head.method === "HEAD", chunkedAllowed: head.version === "HTTP/1.1", close });
     this.current = undefined;
+    // The request is over: whatever still listens to its signal (stream leases) lets go.
+    abort.abort();
     if (this.closed) return;
     if (!complete || close || !current.bodyDone) {
       this.close();

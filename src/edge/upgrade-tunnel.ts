@@ -19,21 +19,12 @@ export interface TunnelEvent {
   sourceIP?: string;
 }
 
-/** An open tunnel, as the stream registry sees it (to close it when its pass is revoked). */
-export interface OpenTunnel {
-  identity: Identity;
-  plan: ProxyPlan;
-  close(): void;
-}
-
 export interface TunnelDeps extends ProxyDeps {
   authenticator: Authenticator;
   /** Longest wait for the cluster's answer (101 or not) to an upgrade request. */
   headerTimeoutMs: number;
   onTunnelClosed?: (event: TunnelEvent) => void;
   onRefused?: (target: string, identity: Identity | undefined, error: ApiError, source?: string) => void;
-  /** Sees every tunnel once open; returns the function to call when it closes. */
-  onTunnelOpened?: (tunnel: OpenTunnel) => () => void;
 }
 
 /** Cluster paths that switch protocols: exec, attach, port-forward and the pod/service/node proxy. */
@@ -80,23 +71,34 @@ export function createUpgradeHandler(deps: TunnelDeps): UpgradeHandler {
       return client.respond(statusResponse(status));
     }
     const who = identity;
+    let lease: ReturnType<NonNullable<Identity["openStream"]>> | undefined;
+    try {
+      lease = who.openStream?.();
+    } catch (error) {
+      const status = asApiError(error);
+      deps.onRefused?.(head.target, identity, status, source);
+      return client.respond(statusResponse(status));
+    }
     let answer: Awaited<ReturnType<typeof forwardUpgrade>>;
     try {
-      answer = await forwardUpgrade({ transport: plan.transport, method: head.method, path: plan.target.path, search: plan.target.search, headers: plan.headers, headerTimeoutMs: deps.headerTimeoutMs });
+      answer = await forwardUpgrade({ transport: plan.transport, method: head.method, path: plan.target.path, search: plan.target.search, headers: plan.headers, headerTimeoutMs: deps.headerTimeoutMs, impersonate: plan.decision.impersonate });
     } catch (error) {
+      lease?.release();
       const status = asApiError(error);
       deps.onRefused?.(head.target, identity, status, source);
       return client.respond(statusResponse(status));
     }
     const upgraded = answer.upgraded;
     if (!upgraded) {
+      lease?.release();
       deps.onTunnelClosed?.({ identity: who, plan, method: head.method, bytesIn: 0, bytesOut: 0, startedAt, status: answer.response.status, sourceIP: source });
       return client.respond(answer.response);
     }
     const tunnel = client.tunnel(upgraded);
-    const unregister = deps.onTunnelOpened?.({ identity: who, plan, close: () => upgraded.close() });
+    // A revoked or edited pass closes its tunnels (the client reconnects and is authorized anew).
+    lease?.signal.addEventListener("abort", () => upgraded.close(), { once: true });
     tunnel.onClose(() => {
-      unregister?.();
+      lease?.release();
       deps.onTunnelClosed?.({ identity: who, plan, method: head.method, bytesIn: tunnel.bytesIn(), bytesOut: tunnel.bytesOut(), startedAt, status: 101, sourceIP: source });
     });
   };

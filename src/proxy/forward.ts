@@ -1,6 +1,7 @@
 import { ApiError } from "../api/status.ts";
 import type { ClusterTransport } from "./cluster-transport.ts";
 import type { UpgradedConnection } from "./http1-client.ts";
+import { impersonationHeaderLines, type ImpersonationHeaders } from "./upstream-headers.ts";
 
 /** Response headers that belong to the upstream hop only (Content-Length is kept: the body is passed as is). */
 const RESPONSE_HOP_BY_HOP = ["connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"];
@@ -43,6 +44,9 @@ export interface ForwardOptions {
   headerTimeoutMs: number;
   /** A watch or a followed log: no deadline at all. */
   streaming: boolean;
+  impersonate?: ImpersonationHeaders;
+  /** Ends the exchange (defaults to the client's request signal). */
+  signal?: AbortSignal;
 }
 
 /** Whether a proxied request is a long-lived stream (watch, `logs -f`). */
@@ -85,9 +89,10 @@ export async function forwardRequest(req: Request, options: ForwardOptions): Pro
       method: req.method,
       target: upstreamTarget(transport, options.path, options.search),
       headers: options.headers,
+      impersonation: options.impersonate && impersonationHeaderLines(options.impersonate),
       body: hasBody ? req.body : null,
       bodyLength: hasBody && length !== null ? Number(length) : undefined,
-      signal: req.signal,
+      signal: options.signal ?? req.signal,
       headTimeoutMs: headDeadline(options),
     });
     return response;
@@ -100,13 +105,14 @@ export async function forwardRequest(req: Request, options: ForwardOptions): Pro
  * Sends an upgrade request; resolves with the cluster's answer. On `101` the connection is
  * handed over, otherwise the cluster's complete response is returned (and its connection closed).
  */
-export async function forwardUpgrade(options: { transport: ClusterTransport; method: string; path: string; search: string; headers: Headers; headerTimeoutMs: number }): Promise<{ response: Response; upgraded?: UpgradedConnection }> {
+export async function forwardUpgrade(options: { transport: ClusterTransport; method: string; path: string; search: string; headers: Headers; headerTimeoutMs: number; impersonate?: ImpersonationHeaders }): Promise<{ response: Response; upgraded?: UpgradedConnection }> {
   const { transport } = options;
   try {
     return await transport.pool.request({
       method: options.method,
       target: upstreamTarget(transport, options.path, options.search),
       headers: options.headers,
+      impersonation: options.impersonate && impersonationHeaderLines(options.impersonate),
       upgrade: true,
       headTimeoutMs: options.headerTimeoutMs,
     });

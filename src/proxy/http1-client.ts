@@ -18,6 +18,8 @@ export interface UpstreamRequest {
   target: string;
   /** Clean end-to-end headers (hop-by-hop ones are added here). */
   headers: Headers;
+  /** Impersonate-* lines, one per value: `Headers` would join repeated ones with commas. */
+  impersonation?: [string, string][];
   body?: ReadableStream<Uint8Array> | null;
   /** The body's length when known (sent as Content-Length); otherwise the body is chunked. */
   bodyLength?: number;
@@ -423,9 +425,12 @@ function parseResponseHead(text: string): ParsedResponseHead | string {
 
 function requestHead(request: UpstreamRequest, host: string): Uint8Array {
   let head = `${request.method} ${request.target} HTTP/1.1\r\nHost: ${host}\r\n`;
+  const lines = request.impersonation;
   request.headers.forEach((value, name) => {
+    if (lines && name.startsWith("impersonate-")) return;
     head += `${name}: ${value}\r\n`;
   });
+  for (const [name, value] of lines ?? []) head += `${name}: ${value}\r\n`;
   if (request.upgrade) {
     // An upgrade carries no body: the bytes after its head belong to the next protocol.
   } else if (request.body) head += request.bodyLength === undefined ? "Transfer-Encoding: chunked\r\n" : `Content-Length: ${request.bodyLength}\r\n`;

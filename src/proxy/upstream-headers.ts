@@ -1,12 +1,37 @@
 import { forbidden } from "../api/status.ts";
 import type { ClusterTransport } from "./cluster-transport.ts";
 
-/** Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1), plus Host. */
-const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate", "te", "trailer", "transfer-encoding", "upgrade", "host", "content-length"]);
+/**
+ * The client headers a cluster may see: what kubectl, client-go and the client libraries send.
+ * An allowlist, because clusters behind an auth proxy trust headers (Cookie, Forwarded,
+ * X-Remote-User, Remote-User, X-Auth-Request-*, X-Client-Cert, underscore spellings, …) that no
+ * list of known-bad names can keep complete.
+ */
+const FORWARDED = new Set([
+  "accept",
+  "accept-encoding",
+  "accept-language",
+  "audit-id",
+  "cache-control",
+  "content-encoding",
+  "content-type",
+  "if-match",
+  "if-modified-since",
+  "if-none-match",
+  "if-unmodified-since",
+  "pragma",
+  "traceparent",
+  "tracestate",
+  "user-agent",
+  "x-stream-protocol-version",
+  "sec-websocket-extensions",
+  "sec-websocket-key",
+  "sec-websocket-protocol",
+  "sec-websocket-version",
+]);
 
-/** Headers through which a caller could claim an identity; never forwarded from a client. */
-function isIdentityHeader(name: string): boolean {
-  return name === "authorization" || name.startsWith("impersonate-") || name.startsWith("x-remote-") || name.startsWith("x-forwarded-");
+function isForwarded(name: string): boolean {
+  return FORWARDED.has(name) || name.startsWith("kubectl-");
 }
 
 export interface ImpersonationHeaders {
@@ -61,7 +86,7 @@ export function upstreamHeaders(client: Headers, transport: ClusterTransport, im
   const connectionTokens = connection ? connection.toLowerCase().split(",").map((t) => t.trim()) : undefined;
   // Headers iterates names in lower case.
   for (const [name, value] of client) {
-    if (isIdentityHeader(name) || HOP_BY_HOP.has(name) || connectionTokens?.includes(name)) continue;
+    if (!isForwarded(name) || connectionTokens?.includes(name)) continue;
     out.append(name, value);
   }
   if (options.keepUpgrade) {

@@ -1,0 +1,96 @@
+import type { Pass } from "../api/kinds/pass.ts";
+import { ApiError } from "../api/status.ts";
+import type { ObjectStore } from "../store/object-store.ts";
+import type { Identity } from "./identity.ts";
+
+/** A long-lived stream's hold on its pass: `signal` aborts when the pass no longer allows it. */
+export interface StreamLease {
+  signal: AbortSignal;
+  release(): void;
+}
+
+interface Entry {
+  identity: Identity;
+  /** The pass as it was when the stream opened: any later edit re-decides the stream. */
+  version: string;
+  abort: AbortController;
+}
+
+export interface OpenStreamsOptions {
+  /** Concurrent watches and tunnels one pass may hold (0: unbounded). */
+  maxPerPass: number;
+  /** How often expiry is re-checked; edits and deletions are seen at once. */
+  sweepMs?: number;
+}
+
+function versionOf(pass: Pass): string {
+  return `${pass.metadata.uid}/${pass.metadata.generation ?? pass.metadata.resourceVersion}`;
+}
+
+/**
+ * Every open watch, log follow and tunnel, by pass. Deleting, expiring, re-creating or editing a
+ * pass ends its streams (within one sweep at most): a client that reconnects is authorized anew,
+ * so a narrowed pass keeps only what it may still do. Also bounds the streams per pass.
+ */
+export class OpenStreams {
+  private readonly byPass = new Map<string, Set<Entry>>();
+  private readonly timer: ReturnType<typeof setInterval>;
+
+  constructor(
+    private readonly passes: ObjectStore<Pass>,
+    private readonly options: OpenStreamsOptions,
+  ) {
+    passes.subscribe((event) => this.sweep(event.object.metadata.name));
+    this.timer = setInterval(() => this.sweepAll(), options.sweepMs ?? 500);
+    this.timer.unref?.();
+  }
+
+  get size(): number {
+    let n = 0;
+    for (const set of this.byPass.values()) n += set.size;
+    return n;
+  }
+
+  /** Takes a lease for a new stream, or refuses it (revoked pass, or the pass's bound reached). */
+  lease(identity: Identity): StreamLease {
+    const pass = this.passes.get(identity.pass);
+    if (!pass || pass.metadata.uid !== identity.passUid) throw new ApiError(401, "Unauthorized", `Unauthorized: pass "${identity.pass}" has been revoked`);
+    const set = this.byPass.get(identity.pass) ?? new Set<Entry>();
+    if (this.options.maxPerPass > 0 && set.size >= this.options.maxPerPass) {
+      throw new ApiError(429, "TooManyRequests", `pass "${identity.pass}" already holds ${set.size} open watches and tunnels (the limit per pass)`, { retryAfterSeconds: 10 });
+    }
+    const entry: Entry = { identity, version: versionOf(pass), abort: new AbortController() };
+    set.add(entry);
+    this.byPass.set(identity.pass, set);
+    return {
+      signal: entry.abort.signal,
+      release: () => {
+        set.delete(entry);
+        if (set.size === 0 && this.byPass.get(identity.pass) === set) this.byPass.delete(identity.pass);
+      },
+    };
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  private sweepAll(): void {
+    for (const name of [...this.byPass.keys()]) this.sweep(name);
+  }
+
+  private sweep(name: string): void {
+    const set = this.byPass.get(name);
+    if (!set) return;
+    const pass = this.passes.get(name);
+    const now = Date.now();
+    const expired = pass?.spec.expiresAt !== undefined && Date.parse(pass.spec.expiresAt) <= now;
+    const current = pass && !expired ? versionOf(pass) : undefined;
+    for (const entry of [...set]) {
+      if (entry.version === current) continue;
+      set.delete(entry);
+      entry.abort.abort(new ApiError(401, "Unauthorized", `pass "${name}" was revoked or changed`));
+    }
+    if (set.size === 0) this.byPass.delete(name);
+  }
+}

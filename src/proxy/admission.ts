@@ -1,0 +1,39 @@
+import { ApiError } from "../api/status.ts";
+import { checkRbacWriteBody, RBAC_BODY_LIMIT, rbacBodyTooLarge, rbacWriteNeedsBody } from "../auth/escalation.ts";
+import type { Identity } from "../auth/identity.ts";
+import type { ProxyPlan } from "./plan.ts";
+
+/** Reads at most `limit` bytes of a body; undefined when it is longer. */
+async function readBounded(body: ReadableStream<Uint8Array>, limit: number): Promise<Uint8Array | undefined> {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  const reader = body.getReader();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > limit) {
+      void reader.cancel().catch(() => {});
+      return undefined;
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks);
+}
+
+/**
+ * Admission for proxied requests, after authorization: RBAC writes through a cluster that acts
+ * as kpass's own identity get kube-apiserver's escalation check against the pass's rules (the
+ * cluster would run it against kpass's identity). The body checked is the body forwarded.
+ */
+export async function admitProxied(req: Request, identity: Identity, plan: ProxyPlan): Promise<Request> {
+  const attributes = plan.decision.attributes;
+  if (!rbacWriteNeedsBody(plan.cluster, identity, attributes)) return req;
+  const body = req.body ? await readBounded(req.body, RBAC_BODY_LIMIT) : new Uint8Array(0);
+  if (!body) throw rbacBodyTooLarge(attributes);
+  const refusal = checkRbacWriteBody(identity, attributes, body, req.headers);
+  if (refusal instanceof ApiError) throw refusal;
+  const headers = new Headers(req.headers);
+  headers.set("content-length", String(body.byteLength));
+  return new Request(req.url, { method: req.method, headers, body: body.byteLength > 0 ? body : null, signal: req.signal });
+}
