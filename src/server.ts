@@ -15,10 +15,12 @@ import { loadOrCreateSigningKey } from "./auth/signing-key.ts";
 import { TokenService } from "./auth/tokens.ts";
 import { OpenStreams } from "./auth/open-streams.ts";
 import type { ClientConnection } from "./edge/connection.ts";
+import { raiseDescriptorLimit } from "./edge/descriptors.ts";
 import { startEdge } from "./edge/listener.ts";
 import { loadServingCertificates } from "./edge/serving-certificates.ts";
 import { createUpgradeHandler } from "./edge/upgrade-tunnel.ts";
 import { ClusterTransports } from "./proxy/cluster-transport.ts";
+import { budgetConnections } from "./proxy/http1-client.ts";
 import { HealthProber } from "./proxy/health-prober.ts";
 import { FilePersistence } from "./store/file-persistence.ts";
 import { ObjectStore, RevisionClock } from "./store/object-store.ts";
@@ -121,6 +123,8 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     onTunnelClosed: (event) => audit.recordTunnel(event),
     onRefused: (target, identity, error, source) => audit.recordRefused(target, identity, error, source),
   });
+  const descriptors = await raiseDescriptorLimit();
+  if (descriptors !== undefined) console.error(`kpass: descriptor limit ${descriptors}: room for ${budgetConnections(descriptors)} concurrent connections to clusters`);
   const edge: TCPSocketListener<ClientConnection> = startEdge({
     hostname: config.hostname,
     port: config.port,

@@ -21,7 +21,7 @@ export function upstreamFailure(cluster: string, error: unknown, timedOut: boole
   const code = e?.code ?? "";
   if (timedOut || code === "CONNECT_TIMEOUT") return unavailable(`cluster "${cluster}" is unreachable: ${code === "CONNECT_TIMEOUT" ? e.message : "no response within the connect timeout"}`);
   if (code === "HEAD_TIMEOUT") return new ApiError(504, "Timeout", `cluster "${cluster}" did not answer in time: ${e.message}`);
-  if (code === "EMFILE" || code === "ENFILE") return unavailable(`kpass cannot open another connection to cluster "${cluster}": out of file descriptors`, 5);
+  if (code === "EMFILE" || code === "ENFILE") return unavailable(`kpass cannot open another connection to cluster "${cluster}": out of file descriptors (${e.message})`, 5);
   if (code === "PROTOCOL") return new ApiError(502, "BadGateway", `cluster "${cluster}" sent an invalid response: ${e.message}`);
   // Bun appends advice about its own `verbose` option, which means nothing to a kubectl user.
   const message = (e?.message ?? String(error)).replace(/\s*For more information, pass `verbose: true`.*$/s, "");

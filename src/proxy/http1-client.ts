@@ -1,3 +1,4 @@
+import { readdirSync } from "node:fs";
 import { checkServerIdentity } from "node:tls";
 import type { Socket, SocketHandler } from "bun";
 import { ChunkedDecoder, encodeChunk, LAST_CHUNK } from "./chunked.ts";
@@ -54,6 +55,28 @@ export class UpstreamError extends Error {
     readonly beforeResponse = false,
   ) {
     super(message);
+  }
+}
+
+/**
+ * Connections toward all clusters together. Each proxied stream also holds its client's socket,
+ * so kpass stops opening new ones at half the descriptors it has (less a reserve) and answers
+ * 503 with Retry-After — rather than running out, which Bun reports as a refused connection and
+ * which makes its accept loop spin.
+ */
+export const connectionBudget = { limit: Number.MAX_SAFE_INTEGER, open: 0 };
+
+/** Sets the budget from the process's descriptor limit. */
+export function budgetConnections(descriptorLimit: number): number {
+  connectionBudget.limit = Math.max(16, Math.floor((descriptorLimit - 128) / 2));
+  return connectionBudget.limit;
+}
+
+function descriptorsNearlyExhausted(): boolean {
+  try {
+    return readdirSync("/proc/self/fd").length >= connectionBudget.limit * 2;
+  } catch {
+    return false;
   }
 }
 
@@ -504,7 +527,7 @@ export class Http1Pool {
   }
 
   forget(connection: UpstreamConnection): void {
-    this.open.delete(connection);
+    if (this.open.delete(connection)) connectionBudget.open--;
     const i = this.idle.indexOf(connection);
     if (i >= 0) this.idle.splice(i, 1);
   }
@@ -521,6 +544,11 @@ export class Http1Pool {
     const secure = endpoint.protocol === "https:";
     const port = Number(endpoint.port || (secure ? 443 : 80));
     const connection = new UpstreamConnection(this);
+    if (connectionBudget.open >= connectionBudget.limit) {
+      return Promise.reject(new UpstreamError("EMFILE", `kpass holds ${connectionBudget.open} connections to clusters, its limit for the descriptors it has`));
+    }
+    // Bun reports a socket() that failed for want of descriptors as a refused connection.
+    const failure = (code: string, message: string) => (code === "ECONNREFUSED" && descriptorsNearlyExhausted() ? new UpstreamError("EMFILE", "out of file descriptors") : new UpstreamError(code, message));
     return new Promise<UpstreamConnection>((resolve, reject) => {
       let settled = false;
       const settle = (error?: Error) => {
@@ -535,6 +563,7 @@ export class Http1Pool {
         } else {
           connection.state = "idle";
           this.open.add(connection);
+          connectionBudget.open++;
           resolve(connection);
         }
       };
@@ -558,7 +587,7 @@ export class Http1Pool {
           settle();
         },
         connectError(_socket, error) {
-          settle(new UpstreamError((error as { code?: string }).code ?? "CONNECT", error.message));
+          settle(failure((error as { code?: string }).code ?? "CONNECT", error.message));
         },
         close(socket, error) {
           if (!settled) settle(new UpstreamError("CLOSED", secure ? "connection closed during TLS handshake" : "connection closed"));
@@ -574,7 +603,7 @@ export class Http1Pool {
           ? { ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: false, serverName: tls.serverName ?? (/^[\d.:]+$/.test(hostname) ? undefined : hostname), ALPNProtocols: Buffer.from("\x08http/1.1", "latin1") }
           : undefined,
         socket: socketHandlers,
-      }).catch((error: Error) => settle(new UpstreamError((error as { code?: string }).code ?? "CONNECT", error.message)));
+      }).catch((error: Error) => settle(failure((error as { code?: string }).code ?? "CONNECT", error.message)));
     });
   }
 }
