@@ -68,21 +68,22 @@ export function createApiHandler(deps: ApiDeps): (req: Request, context: ApiRequ
     const parsed = parseProxyTarget(target);
     if (!parsed) return undefined;
     let plan: ReturnType<typeof planProxy>;
+    let streaming: boolean;
+    let signal = req.signal;
     try {
       plan = planProxy(deps, identity, parsed, { method: req.method, headers: req.headers, upgrade: false });
       req = await admitProxied(req, identity, plan);
+      streaming = isStreaming(plan.decision.attributes.verb, parsed.search);
+      if (streaming && identity.openStream) {
+        const lease = identity.openStream();
+        req.signal.addEventListener("abort", lease.release, { once: true });
+        signal = AbortSignal.any([req.signal, lease.signal]);
+      }
     } catch (error) {
       deps.onRefused?.(target, identity, asApiError(error), context.sourceIP);
       throw error;
     }
     const startedAt = performance.now();
-    const streaming = isStreaming(plan.decision.attributes.verb, parsed.search);
-    let signal = req.signal;
-    if (streaming && identity.openStream) {
-      const lease = identity.openStream();
-      req.signal.addEventListener("abort", lease.release, { once: true });
-      signal = AbortSignal.any([req.signal, lease.signal]);
-    }
     try {
       const response = await forwardRequest(req, {
         transport: plan.transport,

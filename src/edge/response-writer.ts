@@ -1,4 +1,5 @@
 import { encodeChunk, LAST_CHUNK } from "../proxy/chunked.ts";
+import { completeBody } from "../proxy/http1-client.ts";
 
 const REASONS: Record<number, string> = {
   200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 301: "Moved Permanently", 302: "Found", 304: "Not Modified",
@@ -74,6 +75,11 @@ export async function writeResponse(sink: ResponseSink, response: Response, opti
     const head = responseHead(response, plan, options.close);
     // A HEAD answer names the length of the body it would have; nothing follows the head.
     sink.write(head);
+    return true;
+  }
+  const complete = completeBody(response);
+  if (complete && declared === String(complete.byteLength)) {
+    sink.write(Buffer.concat([responseHead(response, { kind: "length", length: complete.byteLength }, options.close), complete]));
     return true;
   }
   const reader: BodyReader = body.getReader();

@@ -52,7 +52,9 @@ export interface ForwardOptions {
 /** Whether a proxied request is a long-lived stream (watch, `logs -f`). */
 export function isStreaming(verb: string, search: string): boolean {
   if (verb === "watch") return true;
-  return /[?&]follow=(true|1)(&|$)/.test(search);
+  // As apimachinery reads a bool parameter: anything but absent, "0" or "false" is true.
+  const follow = new URLSearchParams(search).get("follow");
+  return follow !== null && follow !== "0" && follow.toLowerCase() !== "false";
 }
 
 /** A Go duration as kube-apiserver reads `?timeout=` ("30s", "1m30s", "500ms"); undefined if absent or invalid. */
@@ -127,7 +129,8 @@ async function forwardThroughProxy(req: Request, options: ForwardOptions): Promi
   const url = `${transport.endpoint.origin}${upstreamTarget(transport, options.path, options.search)}`;
   const upstreamAbort = new AbortController();
   const onClientAbort = () => upstreamAbort.abort();
-  req.signal.addEventListener("abort", onClientAbort, { once: true });
+  const clientSignal = options.signal ?? req.signal;
+  clientSignal.addEventListener("abort", onClientAbort, { once: true });
   let timedOut = false;
   const deadline = headDeadline(options);
   const timer = deadline === undefined ? undefined : setTimeout(() => {
@@ -148,7 +151,7 @@ async function forwardThroughProxy(req: Request, options: ForwardOptions): Promi
       timeout: options.streaming ? false : true,
     } as RequestInit);
   } catch (error) {
-    req.signal.removeEventListener("abort", onClientAbort);
+    clientSignal.removeEventListener("abort", onClientAbort);
     if (timedOut) throw new ApiError(504, "Timeout", `cluster "${transport.cluster}" did not answer in time: no response head within ${Math.round(deadline! / 1000)}s`);
     throw upstreamFailure(transport.cluster, error, false, transport.tls.cert !== undefined);
   } finally {

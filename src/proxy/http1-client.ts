@@ -64,6 +64,16 @@ export class UpstreamError extends Error {
  * 503 with Retry-After — rather than running out, which Bun reports as a refused connection and
  * which makes its accept loop spin.
  */
+/**
+ * Responses whose whole body arrived with their head: the edge writes these bytes directly,
+ * without a stream in between (most small GETs; the Response's own body carries the same bytes).
+ */
+const completeBodies = new WeakMap<Response, Uint8Array>();
+
+export function completeBody(response: Response): Uint8Array | undefined {
+  return completeBodies.get(response);
+}
+
 export const connectionBudget = { limit: Number.MAX_SAFE_INTEGER, open: 0 };
 
 /** Sets the budget from the process's descriptor limit. */
@@ -270,6 +280,13 @@ class UpstreamConnection {
     exchange.keepAlive = head.keepAlive && mode.kind !== "close" && !exchange.request.upgrade;
     for (const name of [...head.headers.keys()]) if (RESPONSE_HOP_BY_HOP.has(name)) head.headers.delete(name);
     const upgradeRefused = exchange.request.upgrade === true;
+    if (mode.kind === "length" && mode.remaining > 0 && rest.byteLength >= mode.remaining) {
+      const bytes = new Uint8Array(rest.subarray(0, mode.remaining));
+      const response = new Response(bytes, { status: head.status, statusText: head.reason, headers: head.headers });
+      completeBodies.set(response, bytes);
+      exchange.resolve({ response });
+      return this.finish(exchange, rest.byteLength > bytes.byteLength || upgradeRefused);
+    }
     let body: ReadableStream<Uint8Array> | null = null;
     if (mode.kind !== "none" && !(mode.kind === "length" && mode.remaining === 0)) {
       body = new ReadableStream<Uint8Array>({
