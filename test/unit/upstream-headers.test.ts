@@ -42,6 +42,24 @@ describe("upstreamHeaders", () => {
     expect(out.get("user-agent")).toBe("kubectl/v1.33");
   });
 
+  test("only allowlisted client headers leave: auth-proxy headers in any spelling never do", () => {
+    const hostile = new Headers({
+      Cookie: "session=1",
+      Forwarded: "for=1.2.3.4",
+      "X-Real-IP": "1.2.3.4",
+      "X-Client-Cert": "x",
+      "Remote-User": "root",
+      "X-Auth-Request-User": "root",
+      X_Remote_User: "root",
+      Impersonate_User: "root",
+      "Kubectl-Command": "kubectl get",
+      "Sec-WebSocket-Protocol": "v5.channel.k8s.io",
+      "Content-Type": "application/json",
+    });
+    const out = upstreamHeaders(hostile, transport("t"), undefined);
+    expect([...out.keys()].sort()).toEqual(["authorization", "content-type", "kubectl-command", "sec-websocket-protocol"]);
+  });
+
   test("a certificate-authenticated cluster gets no Authorization at all", () => {
     expect(upstreamHeaders(client, transport(undefined), undefined).has("authorization")).toBe(false);
   });
