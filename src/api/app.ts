@@ -42,6 +42,8 @@ export interface ApiRequestContext {
   /** The raw request target, exactly as sent. */
   target: string;
   sourceIP: string;
+  /** Runs once the response has been written or the client went away. */
+  onFinished?(callback: () => void): void;
 }
 
 const GROUP_PREFIX = `/apis/${GROUP}/${VERSION}`;
@@ -76,7 +78,8 @@ export function createApiHandler(deps: ApiDeps): (req: Request, context: ApiRequ
       streaming = isStreaming(plan.decision.attributes.verb, parsed.search);
       if (streaming && identity.openStream) {
         const lease = identity.openStream();
-        req.signal.addEventListener("abort", lease.release, { once: true });
+        if (context.onFinished) context.onFinished(lease.release);
+        else req.signal.addEventListener("abort", lease.release, { once: true });
         signal = AbortSignal.any([req.signal, lease.signal]);
       }
     } catch (error) {

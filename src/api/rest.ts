@@ -133,9 +133,8 @@ export async function listOrWatch<T extends StoredObject>(req: Request, endpoint
     // randomised 30–60 minutes, so no stream outlives every re-check for ever.
     const timeoutSeconds = Number.isFinite(asked) && asked > 0 ? asked : Math.round(MIN_REQUEST_TIMEOUT_SECONDS * (1 + Math.random()));
     const lease = viewer.openStream?.();
-    if (lease) req.signal.addEventListener("abort", lease.release, { once: true });
     const signal = lease ? AbortSignal.any([req.signal, lease.signal]) : req.signal;
-    return watchResponse(store, { fromRevision: parseRevision(q.get("resourceVersion")), present, timeoutSeconds, signal });
+    return watchResponse(store, { fromRevision: parseRevision(q.get("resourceVersion")), present, timeoutSeconds, signal, onEnd: lease?.release });
   }
   const revision = String(store.revision);
   const { page, continueToken } = paginate(req, store.list().filter(include));

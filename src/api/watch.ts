@@ -8,6 +8,8 @@ export interface WatchOptions<T extends StoredObject> {
   present(object: T): unknown;
   timeoutSeconds?: number;
   signal: AbortSignal;
+  /** Runs once when the stream ends, however it ends. */
+  onEnd?: () => void;
 }
 
 const encoder = new TextEncoder();
@@ -27,7 +29,12 @@ export function watchResponse<T extends StoredObject>(store: ObjectStore<T>, opt
       };
       let watch: { stop(): void } | undefined;
       let timer: ReturnType<typeof setTimeout> | undefined;
+      let ended = false;
       const finish = () => {
+        if (!ended) {
+          ended = true;
+          options.onEnd?.();
+        }
         watch?.stop();
         if (timer) clearTimeout(timer);
         options.signal.removeEventListener("abort", finish);
@@ -38,6 +45,7 @@ export function watchResponse<T extends StoredObject>(store: ObjectStore<T>, opt
       } catch (error) {
         controller.enqueue(encoder.encode(JSON.stringify({ type: "ERROR", object: asApiError(error).toStatus() }) + "\n"));
         controller.close();
+        finish();
         return;
       }
       // The client went away or the pass was revoked: end the stream (a revoked client re-watches and is refused).

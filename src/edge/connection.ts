@@ -16,6 +16,8 @@ export interface RequestContext {
   sourcePort: number;
   /** Header lines in order, repeated ones separate (Impersonate-Group may contain commas). */
   rawHeaders: [string, string][];
+  /** Runs once the response has been written (or the connection ended). */
+  onFinished(callback: () => void): void;
 }
 
 export type RequestHandler = (req: Request, context: RequestContext) => Promise<Response>;
@@ -66,7 +68,14 @@ export class ClientConnection implements ResponseSink {
   private drainWaiters: (() => void)[] = [];
   private headTimer: ReturnType<typeof setTimeout> | undefined;
   private pipe: PipeEnd | undefined;
+  private finishers: (() => void)[] = [];
   closed = false;
+
+  private runFinishers(): void {
+    const finishers = this.finishers;
+    this.finishers = [];
+    for (const f of finishers) f();
+  }
 
   constructor(private readonly options: ConnectionOptions) {}
 
@@ -153,6 +162,7 @@ export class ClientConnection implements ResponseSink {
     }
     this.queue.length = 0;
     this.releaseWaiters();
+    this.runFinishers();
   }
 
   onTimeout(): void {
@@ -193,7 +203,15 @@ export class ClientConnection implements ResponseSink {
     }
     const head = parsed.head;
     this.buffer = this.buffer.subarray(head.length);
-    const context: RequestContext = { target: head.target, sourceIP: this.socket?.remoteAddress ?? "", sourcePort: this.socket?.remotePort ?? 0, rawHeaders: head.rawHeaders };
+    const finishers: (() => void)[] = [];
+    const context: RequestContext = {
+      target: head.target,
+      sourceIP: this.socket?.remoteAddress ?? "",
+      sourcePort: this.socket?.remotePort ?? 0,
+      rawHeaders: head.rawHeaders,
+      onFinished: (callback) => finishers.push(callback),
+    };
+    this.finishers = finishers;
     if (isUpgrade(head)) return this.startUpgrade(head, context);
     this.state = "request";
     void this.serve(head, context);
@@ -294,8 +312,7 @@ export class ClientConnection implements ResponseSink {
     const close = !head.keepAlive || !current.bodyDone || current.bodyError !== undefined || this.state === "closing";
     const complete = await writeResponse(this, response, { headOnly: head.method === "HEAD", chunkedAllowed: head.version === "HTTP/1.1", close });
     this.current = undefined;
-    // The request is over: whatever still listens to its signal (stream leases) lets go.
-    abort.abort();
+    this.runFinishers();
     if (this.closed) return;
     if (!complete || close || !current.bodyDone) {
       this.close();

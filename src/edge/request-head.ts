@@ -26,8 +26,8 @@ export const MAX_HEADER_COUNT = 256;
 
 const CRLFCRLF = Buffer.from("\r\n\r\n");
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** Field values: visible ASCII, SP, HTAB and obs-text; no other control characters. */
-const BAD_VALUE_CHAR = /[\x00-\x08\x0a-\x1f\x7f]/;
+/** Field values hold visible ASCII, SP, HTAB and obs-text; CR and LF only as line ends. */
+const BAD_HEAD_CHAR = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n/;
 /** origin-form targets only: visible ASCII, starting with "/". */
 const TARGET = /^\/[\x21-\x7e]*$/;
 const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (\S+) (HTTP\/1\.[01])$/;
@@ -36,22 +36,30 @@ export type HeadParse = { kind: "incomplete" } | { kind: "error"; status: 400 | 
 
 const bad = (message: string): HeadParse => ({ kind: "error", status: 400, message });
 
-/** Whether `bytes` holds a LF that is not preceded by CR (refused: bare LF splits heads differently per parser). */
-function hasBareLf(bytes: Uint8Array, end: number): boolean {
-  for (let i = bytes.indexOf(0x0a); i >= 0 && i < end; i = bytes.indexOf(0x0a, i + 1)) {
-    if (i === 0 || bytes[i - 1] !== 0x0d) return true;
-  }
-  return false;
+/** Whether an unfinished head already holds a LF not preceded by CR (it could never end in CRLFCRLF). */
+function hasBareLf(bytes: Buffer): boolean {
+  return /(^|[^\r])\n/.test(bytes.toString("latin1", 0, Math.min(bytes.length, MAX_HEAD_BYTES)));
+}
+
+/** The field value between optional whitespace (SP and HTAB only, as RFC 9110 defines OWS). */
+function trimOws(line: string, start: number): string {
+  let end = line.length;
+  while (start < end && (line.charCodeAt(start) === 32 || line.charCodeAt(start) === 9)) start++;
+  while (end > start && (line.charCodeAt(end - 1) === 32 || line.charCodeAt(end - 1) === 9)) end--;
+  return line.slice(start, end);
 }
 
 /** Parses an HTTP/1.x request head from the start of `bytes`. */
 export function parseRequestHead(bytes: Buffer): HeadParse {
   const end = bytes.indexOf(CRLFCRLF);
-  const scanned = end < 0 ? bytes.length : end;
-  if (hasBareLf(bytes, scanned)) return bad("bare LF in request head");
+  // In a complete head a bare LF fails the line checks below (LF is no token or value character).
+  if (end < 0 && hasBareLf(bytes)) return bad("bare LF in request head");
   if (end < 0) return bytes.length > MAX_HEAD_BYTES ? { kind: "error", status: 431, message: "request head too large" } : { kind: "incomplete" };
   if (end + 4 > MAX_HEAD_BYTES) return { kind: "error", status: 431, message: "request head too large" };
-  const lines = bytes.subarray(0, end).toString("latin1").split("\r\n");
+  const text = bytes.toString("latin1", 0, end);
+  // One pass over the whole head: control characters, and CR or LF outside a CRLF pair.
+  if (BAD_HEAD_CHAR.test(text)) return bad("invalid character in request head");
+  const lines = text.split("\r\n");
   const requestLine = REQUEST_LINE.exec(lines[0] ?? "");
   if (!requestLine) return bad("malformed request line");
   const [, method, target, version] = requestLine as unknown as [string, string, string, "HTTP/1.0" | "HTTP/1.1"];
@@ -66,8 +74,7 @@ export function parseRequestHead(bytes: Buffer): HeadParse {
     const colon = line.indexOf(":");
     const name = colon > 0 ? line.slice(0, colon) : "";
     if (!TOKEN.test(name)) return bad("malformed header line");
-    const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, "");
-    if (BAD_VALUE_CHAR.test(value) || value.includes("\r")) return bad(`invalid character in header ${name}`);
+    const value = trimOws(line, colon + 1);
     const lower = name.toLowerCase();
     counts.set(lower, (counts.get(lower) ?? 0) + 1);
     rawHeaders.push([name, value]);
