@@ -73,6 +73,9 @@ async function serve(args: string[]): Promise<void> {
   });
   const audit = values.audit!;
   if (!["file", "stdout", "both", "off"].includes(audit)) throw new Error(`--audit must be file, stdout, both or off`);
+  // A bug reached from one request must not take the gateway down for everyone: log it, keep serving.
+  process.on("uncaughtException", (error) => console.error("kpass: internal error (uncaught):", error));
+  process.on("unhandledRejection", (error) => console.error("kpass: internal error (unhandled rejection):", error));
   const server = await startServer({
     dataDir: dataDir(values.data),
     ...splitListen(values.listen!),
