@@ -45,8 +45,6 @@ interface Current {
   head: RequestHead;
   reader?: BodyReader;
   controller?: ReadableStreamDefaultController<Uint8Array>;
-  /** The body is read but not given to the handler (GET with a body, refused requests). */
-  discard: boolean;
   bodyDone: boolean;
   bodyError?: string;
   abort: AbortController;
@@ -273,13 +271,13 @@ export class ClientConnection implements ResponseSink {
 
   private async serve(head: RequestHead, context: RequestContext): Promise<void> {
     const abort = new AbortController();
-    const current: Current = { head, discard: false, bodyDone: head.body.kind === "none", abort };
+    const current: Current = { head, bodyDone: head.body.kind === "none", abort };
     this.current = current;
     let body: ReadableStream<Uint8Array> | null = null;
     if (head.body.kind !== "none") {
       current.reader = head.body.kind === "length" ? { kind: "length", remaining: head.body.length } : { kind: "chunked", decoder: new ChunkedDecoder() };
-      if (head.method === "GET" || head.method === "HEAD") current.discard = true;
-      else {
+      // A GET or HEAD body is framed and dropped: no controller is given to the handler.
+      if (head.method !== "GET" && head.method !== "HEAD") {
         body = new ReadableStream<Uint8Array>({
           start: (controller) => {
             current.controller = controller;
@@ -345,7 +343,7 @@ export class ClientConnection implements ResponseSink {
       if (result.done) current.bodyDone = true;
     }
     const controller = current.controller;
-    if (controller && !current.discard) {
+    if (controller) {
       for (const piece of taken) {
         if (piece.byteLength === 0) continue;
         try {

@@ -55,8 +55,6 @@ export interface WriteOptions {
   chunkedAllowed: boolean;
   /** The connection ends after this response. */
   close: boolean;
-  /** Called with the head, once it is out (a watch's head must not wait for its first event). */
-  onHead?: () => void;
 }
 
 /**
@@ -109,7 +107,6 @@ export async function writeResponse(sink: ResponseSink, response: Response, opti
   const first: Uint8Array[] = [responseHead(response, plan, options.close)];
   for (const chunk of ready) first.push(...(plan.kind === "chunked" ? encodeChunk(chunk) : [chunk]));
   sink.write(first.length === 1 ? first[0]! : Buffer.concat(first));
-  options.onHead?.();
   try {
     for (;;) {
       const { value, done } = await (inFlight ?? reader.read());
@@ -133,7 +130,6 @@ export async function writeResponse(sink: ResponseSink, response: Response, opti
 
 async function writeFixed(sink: ResponseSink, response: Response, reader: BodyReader, length: number, options: WriteOptions): Promise<boolean> {
   sink.write(responseHead(response, { kind: "length", length }, options.close));
-  options.onHead?.();
   let sent = 0;
   try {
     for (;;) {

@@ -35,8 +35,6 @@ export interface UpstreamRequest {
 export interface UpgradedConnection {
   /** The cluster's 101 head exactly as received. */
   head: Uint8Array;
-  /** Bytes the cluster sent after its head, before anyone read them. */
-  leftover: Uint8Array;
   attach(pipe: PipeEnd): void;
   close(): void;
 }
@@ -362,7 +360,6 @@ class UpstreamConnection {
     if (rest.byteLength > 0) this.tunnelBuffer.push(Buffer.from(rest));
     const upgraded: UpgradedConnection = {
       head: new Uint8Array(head),
-      leftover: new Uint8Array(0),
       attach: (pipe) => {
         this.tunnel = pipe;
         const pending = this.tunnelBuffer;
@@ -513,11 +510,6 @@ export class Http1Pool {
 
   constructor(private readonly options: PoolOptions) {
     this.hostHeader = options.endpoint.host;
-  }
-
-  /** Connections open toward the cluster (idle and busy). */
-  get size(): number {
-    return this.open.size;
   }
 
   async request(request: UpstreamRequest): Promise<UpstreamResponse> {
