@@ -29,7 +29,7 @@ const { values } = parseArgs({
     // signal goes to fetch, a listener on the client request's signal, a header timer.
     "abort-signal": { type: "boolean", default: false },
     // Wraps every response body in a byte-counting TransformStream, as kpass's audit log does
-    // (src/auth/audit.ts recordRequest).
+    // (src/proxy/response-meter.ts).
     "count-bytes": { type: "boolean", default: false },
   },
 });

@@ -3,12 +3,12 @@ import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
-import { keepCurrentContext, writeAdminKubeconfig, writeFileAtomic } from "../src/admin-kubeconfig.ts";
+import { keepCurrentContext, writeAdminKubeconfig, writeFileAtomic } from "../src/server/admin-kubeconfig.ts";
 import { buildKubeconfig } from "../src/auth/kubeconfig.ts";
-import type { Cluster } from "../src/api/kinds/cluster.ts";
 import { startTestCluster, type TestCluster } from "./fixture/cluster/server.ts";
 import { runKubectl } from "./harness/kubectl.ts";
 import { clusterManifest, removeDataDir, startKpass, type KpassProcess } from "./harness/kpass.ts";
+import type { Cluster } from "../src/core/cluster.ts";
 
 const CLUSTERS = "/apis/cluster.kpass.dev/v1beta1/clusters";
 const PASSES = "/apis/cluster.kpass.dev/v1beta1/passes";

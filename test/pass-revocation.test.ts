@@ -570,7 +570,7 @@ describe("--max-streams-per-pass 2", () => {
     const mine = readAudit().filter((l) => l.pass === "p3");
     // The refused exec (upgrade path) is audited as a 429 ...
     expect(mine.some((l) => l.status === 429 && l.path?.includes("/pods/web-0/exec")), JSON.stringify(mine)).toBe(true);
-    // ... the refused watch is not. kpass bug (see report): src/api/app.ts takes the lease outside the try that calls onRefused.
+    // ... and so is the refused watch (REST path): both go through the one admission step.
     expect(mine.some((l) => l.status === 429 && l.path?.includes("/configmaps?watch=true")), JSON.stringify(mine)).toBe(true);
     for (const w of [a, b]) w.abort.abort();
     await streamsAre(0);

@@ -1,5 +1,5 @@
 import { parse as parseYaml } from "yaml";
-import { ApiError, badRequest } from "./status.ts";
+import { badRequest, ApiError } from "../core/status.ts";
 
 /** Kubernetes' default request size limit (3 MiB); larger bodies are refused before parsing. */
 export const MAX_BODY_BYTES = 3 * 1024 * 1024;

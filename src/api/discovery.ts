@@ -1,8 +1,9 @@
-import type { StoredObject } from "../store/object.ts";
-import { API_VERSION, GROUP, VERSION, type KindDefinition } from "./kind.ts";
+import type { StoredObject } from "../core/object.ts";
+import type { KindDefinition } from "./kind.ts";
 import { toOpenApi } from "./schema.ts";
+import { API_VERSION, GROUP, VERSION } from "../core/api-group.ts";
 
-export const KPASS_VERSION = "0.1.0";
+import { KPASS_VERSION } from "../core/version.ts";
 
 export function versionInfo(): Record<string, string> {
   return {

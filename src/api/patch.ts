@@ -1,5 +1,5 @@
 import fastJsonPatch, { type Operation } from "fast-json-patch";
-import { ApiError, badRequest } from "./status.ts";
+import { badRequest, ApiError } from "../core/status.ts";
 
 const { applyPatch, validate } = fastJsonPatch;
 

@@ -1,14 +1,16 @@
 import type { Identity } from "../auth/identity.ts";
+import { authorizeWrite, canSee, seesCredentials, type KpassResource } from "../auth/kpass-access.ts";
 import type { ObjectStore } from "../store/object-store.ts";
-import type { StoredObject } from "../store/object.ts";
+import { type StoredObject, isDnsSubdomain } from "../core/object.ts";
 import { matchesLabels, parseLabelSelector, parseNameFieldSelector } from "../store/label-selector.ts";
 import { readObjectBody, readPatchBody } from "./body.ts";
-import { API_VERSION, GROUP, isDnsSubdomain, type KindDefinition } from "./kind.ts";
+import type { KindDefinition } from "./kind.ts";
 import { applyPatchDocument } from "./patch.ts";
 import { prune } from "./schema.ts";
-import { ApiError, badRequest, forbidden, invalid } from "./status.ts";
+import { badRequest, invalid, notFound } from "../core/status.ts";
 import { toTable, wantsTable } from "./table.ts";
 import { watchResponse } from "./watch.ts";
+import { API_VERSION, GROUP } from "../core/api-group.ts";
 
 /** Seconds after which a watch with no timeoutSeconds of its own ends (randomised up to twice that). */
 const MIN_REQUEST_TIMEOUT_SECONDS = 1800;
@@ -31,8 +33,13 @@ function isDryRun(req: Request): boolean {
   return dryRun.length > 0;
 }
 
-function requireWriter(viewer: Identity, kind: KindDefinition<StoredObject>, verb: string): void {
-  if (!viewer.isAdmin) throw forbidden(`${kind.plural}.${GROUP} is forbidden: pass "${viewer.pass}" (user "${viewer.user}") cannot ${verb} ${kind.plural}.${GROUP}: only an admin pass may change them`);
+/** The object as `viewer` may see it: credentials only for those who may see them. */
+function asSeenBy<T extends StoredObject>(kind: KindDefinition<T>, object: T, viewer: Identity): T {
+  return seesCredentials(viewer) ? object : kind.redact(object);
+}
+
+function resourceOf(kind: KindDefinition<StoredObject>): KpassResource {
+  return kind.plural as KpassResource;
 }
 
 /** Schema pruning per the fieldValidation query parameter (Strict / Warn / Ignore). */
@@ -41,7 +48,7 @@ function pruneBody<T extends StoredObject>(req: Request, kind: KindDefinition<T>
   if (!["Strict", "Warn", "Ignore"].includes(mode)) throw badRequest(`fieldValidation must be Strict, Warn or Ignore, got "${mode}"`);
   const { value, unknownFields, typeErrors } = prune(body, kind.schema, "");
   const name = String((body.metadata as { name?: unknown } | undefined)?.name ?? "");
-  if (typeErrors.length > 0) throw invalid(kind.kind, name, typeErrors.map((e) => ({ field: e.field.replace(/^\./, ""), message: e.message, reason: "FieldValueTypeInvalid" })));
+  if (typeErrors.length > 0) throw invalid({ group: GROUP, kind: kind.kind }, name, typeErrors.map((e) => ({ field: e.field.replace(/^\./, ""), message: e.message, reason: "FieldValueTypeInvalid" })));
   const unknown = unknownFields.map((f) => f.replace(/^\./, ""));
   if (unknown.length > 0) {
     if (mode === "Strict") throw badRequest(`strict decoding error: ${unknown.map((f) => `unknown field "${f}"`).join(", ")}`);
@@ -56,9 +63,9 @@ function checkTypeMeta(kind: KindDefinition<StoredObject>, object: StoredObject)
 }
 
 function checkName(kind: KindDefinition<StoredObject>, name: string): void {
-  if (!name) throw invalid(kind.kind, name, [{ field: "metadata.name", message: "Required value: name is required" }]);
+  if (!name) throw invalid({ group: GROUP, kind: kind.kind }, name, [{ field: "metadata.name", message: "Required value: name is required" }]);
   if (!isDnsSubdomain(name)) {
-    throw invalid(kind.kind, name, [
+    throw invalid({ group: GROUP, kind: kind.kind }, name, [
       { field: "metadata.name", message: `Invalid value: "${name}": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character` },
     ]);
   }
@@ -68,7 +75,7 @@ function validated<T extends StoredObject>(kind: KindDefinition<T>, object: T): 
   checkTypeMeta(kind as KindDefinition<StoredObject>, object);
   checkName(kind as KindDefinition<StoredObject>, object.metadata?.name);
   const problems = kind.validate(object);
-  if (problems.length > 0) throw invalid(kind.kind, object.metadata.name, problems);
+  if (problems.length > 0) throw invalid({ group: GROUP, kind: kind.kind }, object.metadata.name, problems);
   return kind.normalize(object);
 }
 
@@ -91,7 +98,7 @@ function selectVisible<T extends StoredObject>(req: Request, endpoint: KindEndpo
   const q = query(req);
   const labels = parseLabelSelector(q.get("labelSelector"));
   const byName = parseNameFieldSelector(q.get("fieldSelector"));
-  return (object: T) => endpoint.kind.visibleTo(object, viewer) && matchesLabels(labels, object.metadata.labels) && byName(object.metadata.name);
+  return (object: T) => canSee(viewer, resourceOf(endpoint.kind as KindDefinition<StoredObject>), object) && matchesLabels(labels, object.metadata.labels) && byName(object.metadata.name);
 }
 
 function paginate<T extends StoredObject>(req: Request, items: T[]): { page: T[]; continueToken?: string } {
@@ -125,7 +132,7 @@ export async function listOrWatch<T extends StoredObject>(req: Request, endpoint
     const table = wantsTable(req);
     const present = (object: T) => {
       if (!include(object)) return undefined;
-      const shown = kind.redact(object, viewer);
+      const shown = asSeenBy(kind, object, viewer);
       return table ? toTable(req, kind, [shown], { resourceVersion: shown.metadata.resourceVersion }) : shown;
     };
     const asked = Number(q.get("timeoutSeconds") ?? "0");
@@ -138,7 +145,7 @@ export async function listOrWatch<T extends StoredObject>(req: Request, endpoint
   }
   const revision = String(store.revision);
   const { page, continueToken } = paginate(req, store.list().filter(include));
-  const shown = page.map((o) => kind.redact(o, viewer));
+  const shown = page.map((o) => asSeenBy(kind, o, viewer));
   const listMeta = continueToken ? { resourceVersion: revision, continue: continueToken } : { resourceVersion: revision };
   if (wantsTable(req)) return respond(toTable(req, kind, shown, listMeta), 200);
   return respond({ kind: kind.listKind, apiVersion: API_VERSION, metadata: listMeta, items: shown }, 200);
@@ -146,29 +153,29 @@ export async function listOrWatch<T extends StoredObject>(req: Request, endpoint
 
 export async function create<T extends StoredObject>(req: Request, endpoint: KindEndpoint<T>, viewer: Identity): Promise<Response> {
   const { kind, store } = endpoint;
-  requireWriter(viewer, kind as KindDefinition<StoredObject>, "create");
+  authorizeWrite(viewer, "create", resourceOf(kind as KindDefinition<StoredObject>), "");
   const warnings: string[] = [];
   const body = pruneBody(req, kind, await readObjectBody(req), warnings);
   const metadata = (body.metadata ?? {}) as T["metadata"] & { generateName?: string };
   if (!metadata.name && metadata.generateName) metadata.name = metadata.generateName + Math.random().toString(36).slice(2, 7);
   const { uid: _u, resourceVersion: _rv, generation: _g, creationTimestamp: _c, ...clientMeta } = metadata;
   const object = validated(kind, { ...body, metadata: clientMeta as T["metadata"], status: undefined } as T);
-  if (isDryRun(req)) return respond(kind.redact(object, viewer), 201, warnings);
+  if (isDryRun(req)) return respond(asSeenBy(kind, object, viewer), 201, warnings);
   const stored = await store.create(object);
   const extra = (await endpoint.createdResponse?.(stored)) ?? {};
-  return respond({ ...kind.redact(stored, viewer), ...extra }, 201, warnings);
+  return respond({ ...asSeenBy(kind, stored, viewer), ...extra }, 201, warnings);
 }
 
 function visibleObject<T extends StoredObject>(endpoint: KindEndpoint<T>, name: string, viewer: Identity): T {
   const object = endpoint.store.get(name);
-  if (!object || !endpoint.kind.visibleTo(object, viewer)) {
-    throw new ApiError(404, "NotFound", `${endpoint.kind.plural}.${GROUP} "${name}" not found`, { name, group: GROUP, kind: endpoint.kind.plural });
+  if (!object || !canSee(viewer, resourceOf(endpoint.kind as KindDefinition<StoredObject>), object)) {
+    throw notFound({ group: GROUP, resource: endpoint.kind.plural }, name);
   }
   return object;
 }
 
 export function read<T extends StoredObject>(req: Request, endpoint: KindEndpoint<T>, name: string, viewer: Identity): Response {
-  const object = endpoint.kind.redact(visibleObject(endpoint, name, viewer), viewer);
+  const object = asSeenBy(endpoint.kind, visibleObject(endpoint, name, viewer), viewer);
   if (wantsTable(req)) return respond(toTable(req, endpoint.kind, [object], { resourceVersion: object.metadata.resourceVersion }), 200);
   return respond(object, 200);
 }
@@ -176,7 +183,7 @@ export function read<T extends StoredObject>(req: Request, endpoint: KindEndpoin
 /** PUT: replaces spec and metadata (or only status for the status subresource). */
 export async function replace<T extends StoredObject>(req: Request, endpoint: KindEndpoint<T>, name: string, viewer: Identity, subresource: "" | "status"): Promise<Response> {
   const { kind, store } = endpoint;
-  requireWriter(viewer, kind as KindDefinition<StoredObject>, "update");
+  authorizeWrite(viewer, "update", resourceOf(kind as KindDefinition<StoredObject>), name);
   const warnings: string[] = [];
   const body = pruneBody(req, kind, await readObjectBody(req), warnings);
   if (body.metadata?.name && body.metadata.name !== name) throw badRequest(`the name of the object (${body.metadata.name}) does not match the name on the URL (${name})`);
@@ -186,7 +193,7 @@ export async function replace<T extends StoredObject>(req: Request, endpoint: Ki
 
 export async function patch<T extends StoredObject>(req: Request, endpoint: KindEndpoint<T>, name: string, viewer: Identity, subresource: "" | "status"): Promise<Response> {
   const { kind } = endpoint;
-  requireWriter(viewer, kind as KindDefinition<StoredObject>, "patch");
+  authorizeWrite(viewer, "patch", resourceOf(kind as KindDefinition<StoredObject>), name);
   const { type, patch: document } = await readPatchBody(req);
   const warnings: string[] = [];
   const change = (current: T): T => {
@@ -220,14 +227,14 @@ async function write<T extends StoredObject>(
     const merged = { ...candidate, status: current.status } as T;
     return validated(kind, merged);
   };
-  if (dryRun) return respond(kind.redact(build(visible), viewer), 200, warnings);
+  if (dryRun) return respond(asSeenBy(kind, build(visible), viewer), 200, warnings);
   const stored = await store.update(name, build, { bumpGeneration: (a, b) => subresource === "" && specChanged(a, b) });
-  return respond(kind.redact(stored, viewer), 200, warnings);
+  return respond(asSeenBy(kind, stored, viewer), 200, warnings);
 }
 
 export async function remove<T extends StoredObject>(req: Request, endpoint: KindEndpoint<T>, name: string, viewer: Identity): Promise<Response> {
   const { kind, store } = endpoint;
-  requireWriter(viewer, kind as KindDefinition<StoredObject>, "delete");
+  authorizeWrite(viewer, "delete", resourceOf(kind as KindDefinition<StoredObject>), name);
   const current = visibleObject(endpoint, name, viewer);
   let preconditions: { uid?: string; resourceVersion?: string } | undefined;
   const text = req.body ? await req.text() : "";
@@ -238,8 +245,8 @@ export async function remove<T extends StoredObject>(req: Request, endpoint: Kin
       throw badRequest("the DeleteOptions body could not be decoded as JSON");
     }
   }
-  if (isDryRun(req)) return respond(kind.redact(current, viewer), 200);
+  if (isDryRun(req)) return respond(asSeenBy(kind, current, viewer), 200);
   const deleted = await store.delete(name, preconditions);
-  return respond(kind.redact(deleted, viewer), 200);
+  return respond(asSeenBy(kind, deleted, viewer), 200);
 }
 

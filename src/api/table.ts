@@ -1,4 +1,4 @@
-import type { StoredObject } from "../store/object.ts";
+import type { StoredObject } from "../core/object.ts";
 import type { KindDefinition } from "./kind.ts";
 
 /** Whether the client asked for a server-side meta.k8s.io Table (what `kubectl get` prints). */

@@ -1,6 +1,6 @@
 import type { ObjectStore } from "../store/object-store.ts";
-import type { StoreEvent, StoredObject } from "../store/object.ts";
-import { asApiError } from "./status.ts";
+import type { StoreEvent, StoredObject } from "../core/object.ts";
+import { asApiError } from "../core/status.ts";
 
 export interface WatchOptions<T extends StoredObject> {
   fromRevision: number | undefined;

@@ -1,12 +1,11 @@
 import type { OpenStreams } from "./open-streams.ts";
-import type { Pass } from "../api/kinds/pass.ts";
-import { unauthorized } from "../api/status.ts";
+import { unauthorized } from "../core/status.ts";
 import { matchesLabels, selectorFromSpec } from "../store/label-selector.ts";
 import type { ObjectStore } from "../store/object-store.ts";
 import type { Identity } from "./identity.ts";
-import type { PolicyRule } from "./policy-rules.ts";
 import { roleRules } from "./roles.ts";
 import type { TokenService } from "./tokens.ts";
+import type { Pass, PolicyRule } from "../core/pass.ts";
 
 function identityOf(pass: Pass): Identity {
   const spec = pass.spec;
@@ -59,7 +58,8 @@ export class Authenticator {
     return this.identityFor(pass);
   }
 
-  private identityFor(pass: Pass): Identity {
+  /** The identity `pass` gives (cached per resourceVersion), e.g. for a kubeconfig naming its clusters. */
+  identityFor(pass: Pass): Identity {
     const cached = this.identities.get(pass.metadata.name);
     if (cached && cached.resourceVersion === pass.metadata.resourceVersion) return cached.identity;
     const identity = identityOf(pass);

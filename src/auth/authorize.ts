@@ -1,9 +1,9 @@
-import type { Cluster } from "../api/kinds/cluster.ts";
-import { badRequest, forbidden } from "../api/status.ts";
-import type { ImpersonationHeaders } from "../proxy/upstream-headers.ts";
+import { badRequest, forbiddenMessage } from "../core/status.ts";
+import type { ImpersonationHeaders } from "./identity.ts";
 import type { Identity } from "./identity.ts";
 import { rulesAllow } from "./policy-rules.ts";
 import { describeAttributes, isDiscoveryPath, PathError, requestAttributes, type RequestAttributes } from "./request-attributes.ts";
+import type { Cluster } from "../core/cluster.ts";
 
 export interface ProxyDecision {
   attributes: RequestAttributes;
@@ -126,7 +126,7 @@ export function parseImpersonationHeaders(headers: Headers): ImpersonationHeader
     if (encoded === "" || key === undefined || key === "") throw badRequest(`header ${name} does not name an extra key kpass can check`);
     (extra[key] ??= []).push(...headerList(value, name));
   }
-  if (unknown.length > 0) throw forbidden(`kpass does not forward the impersonation header(s) ${unknown.join(", ")}`);
+  if (unknown.length > 0) throw forbiddenMessage(`kpass does not forward the impersonation header(s) ${unknown.join(", ")}`);
   const groups = groupHeader === null ? [] : headerList(groupHeader, "Impersonate-Group");
   const hasExtra = Object.keys(extra).length > 0;
   if (user === "") {
@@ -148,7 +148,7 @@ function requestedImpersonation(identity: Identity, headers: Headers, clusterNam
   if (!asked) return undefined;
   for (const check of impersonationChecks(asked)) {
     if (!rulesAllow(identity.rules, check.attributes)) {
-      throw forbidden(`${who(identity)} cannot impersonate ${check.what} on cluster "${clusterName}": the pass has no impersonate rule for it`);
+      throw forbiddenMessage(`${who(identity)} cannot impersonate ${check.what} on cluster "${clusterName}": the pass has no impersonate rule for it`);
     }
   }
   return asked;
@@ -160,11 +160,11 @@ function requestedImpersonation(identity: Identity, headers: Headers, clusterNam
  */
 export function authorizeProxy(identity: Identity, cluster: Cluster, request: { method: string; path: string; search: string; headers: Headers; upgrade: boolean }): ProxyDecision {
   const name = cluster.metadata.name;
-  if (!identity.reachesCluster(cluster)) throw forbidden(`${who(identity)} does not reach cluster "${name}"`);
+  if (!identity.reachesCluster(cluster)) throw forbiddenMessage(`${who(identity)} does not reach cluster "${name}"`);
   const attributes = parseAttributes(request.method, request.path, request.search, request.upgrade);
   const discovery = !attributes.isResourceRequest && isDiscoveryPath(attributes.path) && attributes.verb === "get";
   if (!discovery && !rulesAllow(identity.rules, attributes)) {
-    throw forbidden(`${who(identity)} cannot ${describeAttributes(attributes)} on cluster "${name}"`);
+    throw forbiddenMessage(`${who(identity)} cannot ${describeAttributes(attributes)} on cluster "${name}"`);
   }
   let asked: ImpersonationHeaders | undefined;
   try {

@@ -16,11 +16,12 @@
  * admin, edit, view) needs `bind`, and a patch that leaves the rules (or roleRef) it changes unknown
  * needs `escalate` (or `bind`).
  */
-import { ApiError, badRequest } from "../api/status.ts";
+import { badRequest, ApiError } from "../core/status.ts";
 import type { Identity } from "./identity.ts";
-import { rulesAllow, type PolicyRule } from "./policy-rules.ts";
+import { rulesAllow } from "./policy-rules.ts";
 import type { RequestAttributes } from "./request-attributes.ts";
 import { roleRules } from "./roles.ts";
+import type { PolicyRule } from "../core/pass.ts";
 
 /** Whose permissions are checked: the pass's user (for the message) and its rules. */
 export type EscalationSubject = Pick<Identity, "user" | "groups" | "rules">;

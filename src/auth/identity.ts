@@ -1,5 +1,5 @@
 import type { StreamLease } from "./open-streams.ts";
-import type { PolicyRule } from "./policy-rules.ts";
+import type { PolicyRule } from "../core/pass.ts";
 
 /** Who is calling: the pass a request authenticated with, and what that pass may do. */
 export interface Identity {
@@ -16,4 +16,14 @@ export interface Identity {
   reachesCluster(cluster: { metadata: { name: string; labels?: Record<string, string> } }): boolean;
   /** Holds a watch or tunnel open for as long as the pass allows it (absent: nothing to revoke). */
   openStream?(): StreamLease;
+}
+
+/** The identity a cluster is asked to act as (Impersonate-* headers kpass sends). */
+export interface ImpersonationHeaders {
+  user: string;
+  groups: string[];
+  /** Impersonate-Uid, forwarded only after an `impersonate uids` check. */
+  uid?: string;
+  /** Impersonate-Extra-KEY values by decoded KEY, forwarded only after `impersonate userextras/KEY` checks. */
+  extra?: Record<string, string[]>;
 }

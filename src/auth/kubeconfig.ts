@@ -1,7 +1,7 @@
 import { stringify } from "yaml";
-import type { Cluster } from "../api/kinds/cluster.ts";
-import { badRequest } from "../api/status.ts";
-import { CLUSTERS_PREFIX } from "../proxy/proxy-path.ts";
+import { badRequest } from "../core/status.ts";
+import type { Cluster } from "../core/cluster.ts";
+import { CLUSTERS_PREFIX } from "../core/api-group.ts";
 
 /** The context for kpass's own API, and every generated kubeconfig's default current-context. */
 export const KPASS_CONTEXT = "kpass";

@@ -1,7 +1,7 @@
-import type { Pass } from "../api/kinds/pass.ts";
-import { ApiError } from "../api/status.ts";
 import type { ObjectStore } from "../store/object-store.ts";
 import type { Identity } from "./identity.ts";
+import { ApiError } from "../core/status.ts";
+import type { Pass } from "../core/pass.ts";
 
 /** A long-lived stream's hold on its pass: `signal` aborts when the pass no longer allows it. */
 export interface StreamLease {

@@ -3,20 +3,8 @@
  * RequestAttributes with the semantics of Kubernetes' RBAC authorizer.
  */
 import type { RequestAttributes } from "./request-attributes.ts";
+import type { PolicyRule } from "../core/pass.ts";
 
-export interface PolicyRule {
-  verbs: string[];
-  /** "" is the core group; "*" any group. */
-  apiGroups?: string[];
-  /** "pods", "pods/exec", "pods/*" (any subresource of pods), "*" (everything incl. subresources); "*" before the slash with a subresource after it matches that subresource of any resource. */
-  resources?: string[];
-  /** Restricts the object name; never matches a request without one (plain list, watch, create). */
-  resourceNames?: string[];
-  /** kpass extension. Absent or containing "*": any namespace and cluster-scoped requests. Otherwise only those namespaces. */
-  namespaces?: string[];
-  /** Non-resource paths; a trailing "*" matches by prefix; "*" alone matches every path. */
-  nonResourceURLs?: string[];
-}
 
 export interface FieldError {
   field: string;

@@ -193,6 +193,18 @@ function fieldSelectorName(selector: string | null): string | undefined {
   return undefined;
 }
 
+/** The verb as RequestInfoFactory settles it once the resource, name and subresource are known. */
+function refineVerb(attributes: RequestAttributes, query: URLSearchParams, path: string, options: RequestAttributeOptions): void {
+  if (attributes.name === "" && attributes.verb === "get") {
+    attributes.verb = queryBool(authzQueryValue(query, "watch", path)) ? "watch" : "list";
+    const selected = fieldSelectorName(authzQueryValue(query, "fieldSelector", path));
+    if (selected !== undefined) attributes.name = selected;
+  }
+  if (attributes.name === "" && attributes.verb === "delete") attributes.verb = "deletecollection";
+  if (CREATE_SUBRESOURCES.has(attributes.subresource)) attributes.verb = "create";
+  else if (options.upgrade === true && attributes.subresource === "proxy") attributes.verb = "create";
+}
+
 /**
  * Kubernetes request attributes for one request. `path` is the raw (still percent-encoded) path
  * without the query string; `query` the parsed query. Throws PathError for a path (or a watch /
@@ -253,17 +265,7 @@ export function requestAttributes(
   attributes.resource = parts[0] ?? "";
   attributes.name = parts[1] ?? "";
   if (parts.length >= 3 && attributes.verb !== "proxy") attributes.subresource = parts[2] ?? "";
-
-  if (attributes.name === "" && attributes.verb === "get") {
-    attributes.verb = queryBool(authzQueryValue(query, "watch", path)) ? "watch" : "list";
-    const selected = fieldSelectorName(authzQueryValue(query, "fieldSelector", path));
-    if (selected !== undefined) attributes.name = selected;
-  }
-  if (attributes.name === "" && attributes.verb === "delete") attributes.verb = "deletecollection";
-
-  if (CREATE_SUBRESOURCES.has(attributes.subresource)) attributes.verb = "create";
-  else if (options.upgrade === true && attributes.subresource === "proxy") attributes.verb = "create";
-
+  refineVerb(attributes, query, path, options);
   return attributes;
 }
 

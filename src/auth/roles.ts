@@ -3,7 +3,7 @@
  * user-facing ClusterRoles (view, edit, admin, cluster-admin, as aggregated in current releases)
  * and carry no namespaces: the Pass that uses them decides where they apply.
  */
-import type { PolicyRule } from "./policy-rules.ts";
+import type { PolicyRule } from "../core/pass.ts";
 
 const READ = ["get", "list", "watch"];
 const WRITE = ["create", "update", "patch", "delete", "deletecollection"];

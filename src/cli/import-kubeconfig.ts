@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { KubeConfig } from "@kubernetes/client-node";
-import type { ClusterAccess } from "../api/kinds/cluster.ts";
+import type { ClusterAccess } from "../core/cluster.ts";
 
 const b64 = (text: string) => Buffer.from(text).toString("base64");
 

@@ -2,9 +2,9 @@
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { KPASS_VERSION } from "../api/discovery.ts";
-import { parseDuration } from "../api/kinds/pass.ts";
-import { startServer } from "../server.ts";
+import { startServer } from "../server/start.ts";
+import { KPASS_VERSION } from "../core/version.ts";
+import { parseDuration } from "../core/duration.ts";
 
 const USAGE = `kpass ${KPASS_VERSION} — one gateway, one credential per person, plain kubectl
 

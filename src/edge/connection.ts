@@ -1,24 +1,16 @@
+import type { RequestContext } from "../core/request-context.ts";
 import type { Socket } from "bun";
-import { ApiError, pathNotFound, statusResponse } from "../api/status.ts";
+import { pathNotFound, statusResponse, ApiError } from "../core/status.ts";
 import { ChunkedDecoder } from "../proxy/chunked.ts";
 import type { UpgradedConnection } from "../proxy/http1-client.ts";
 import { linkPipe, PipeEnd } from "../proxy/socket-pipe.ts";
 import { isUpgrade, MAX_HEAD_BYTES, parseRequestHead, type RequestHead } from "./request-head.ts";
-import { hasDotSegment } from "./request-target.ts";
+import { hasDotSegment } from "../proxy/proxy-path.ts";
 import { writeResponse, type ResponseSink } from "./response-writer.ts";
 
 /** What the edge knows about a request beyond the web-standard Request. */
-export interface RequestContext {
-  /** The request target exactly as sent (never resolved or re-encoded). */
-  target: string;
-  /** The client's address and port, as the socket saw them. */
-  sourceIP: string;
-  sourcePort: number;
-  /** Header lines in order, repeated ones separate (Impersonate-Group may contain commas). */
-  rawHeaders: [string, string][];
-  /** Runs once the response has been written (or the connection ended). */
-  onFinished(callback: () => void): void;
-}
+
+export type { RequestContext };
 
 export type RequestHandler = (req: Request, context: RequestContext) => Promise<Response>;
 

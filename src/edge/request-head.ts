@@ -2,6 +2,7 @@
  * Request heads as the edge frames them: every request of every connection is parsed here, by
  * one strict set of rules, before any byte of it is trusted. Ambiguity is refused, never guessed.
  */
+import { connectionTokens } from "../proxy/upstream-headers.ts";
 
 /** How the body after a head is delimited. */
 export type BodyFraming = { kind: "none" } | { kind: "length"; length: number } | { kind: "chunked" };
@@ -105,12 +106,6 @@ function bodyFraming(raw: [string, string][], version: string): BodyFraming | { 
   if (new Set(lengths.map(Number)).size > 1) return { error: "conflicting Content-Length headers" };
   const length = Number(lengths[0]);
   return length === 0 ? { kind: "none" } : { kind: "length", length };
-}
-
-/** The lower-cased tokens of the Connection header. */
-export function connectionTokens(headers: Headers): string[] {
-  const value = headers.get("connection");
-  return value ? value.toLowerCase().split(",").map((t) => t.trim()).filter(Boolean) : [];
 }
 
 /** Whether the head asks to switch protocols. */

@@ -103,9 +103,15 @@ export async function writeResponse(sink: ResponseSink, response: Response, opti
     total += result.value.byteLength;
     if (total > 1 << 20) break;
   }
+  return writeStream(sink, response, reader, { ready, inFlight }, options);
+}
+
+/** A body of unknown length, read as it arrives: chunked when the client allows it, else delimited by close. */
+async function writeStream(sink: ResponseSink, response: Response, reader: BodyReader, start: { ready: Uint8Array[]; inFlight?: Promise<{ done: boolean; value?: Uint8Array }> }, options: WriteOptions): Promise<boolean> {
+  let inFlight = start.inFlight;
   const plan: BodyPlan = options.chunkedAllowed ? { kind: "chunked" } : { kind: "close" };
   const first: Uint8Array[] = [responseHead(response, plan, options.close)];
-  for (const chunk of ready) first.push(...(plan.kind === "chunked" ? encodeChunk(chunk) : [chunk]));
+  for (const chunk of start.ready) first.push(...(plan.kind === "chunked" ? encodeChunk(chunk) : [chunk]));
   sink.write(first.length === 1 ? first[0]! : Buffer.concat(first));
   try {
     for (;;) {

@@ -1,7 +1,7 @@
-import { ApiError } from "../api/status.ts";
 import { checkRbacWriteBody, RBAC_BODY_LIMIT, rbacBodyTooLarge, rbacWriteNeedsBody } from "../auth/escalation.ts";
 import type { Identity } from "../auth/identity.ts";
 import type { ProxyPlan } from "./plan.ts";
+import { ApiError } from "../core/status.ts";
 
 /** Reads at most `limit` bytes of a body; undefined when it is longer. */
 async function readBounded(body: ReadableStream<Uint8Array>, limit: number): Promise<Uint8Array | undefined> {

@@ -1,5 +1,5 @@
-import type { Cluster } from "../api/kinds/cluster.ts";
 import { Http1Pool } from "./http1-client.ts";
+import type { Cluster } from "../core/cluster.ts";
 
 /** TLS settings toward one cluster, in the shape both fetch() and Bun.connect() take. */
 export interface ClusterTls {
@@ -91,4 +91,9 @@ export class ClusterTransports {
     this.transports.get(name)?.transport.close();
     this.transports.delete(name);
   }
+}
+
+/** The request target on the cluster: the endpoint's own path (if any) joined with the proxied one. */
+export function clusterTarget(transport: Pick<ClusterTransport, "endpoint">, path: string, search: string): string {
+  return `${transport.endpoint.pathname.replace(/\/$/, "")}${path}${search}`;
 }

@@ -1,7 +1,8 @@
-import { ApiError } from "../api/status.ts";
-import type { ClusterTransport } from "./cluster-transport.ts";
+import { clusterTarget, type ClusterTransport } from "./cluster-transport.ts";
 import type { UpgradedConnection } from "./http1-client.ts";
-import { impersonationHeaderLines, type ImpersonationHeaders } from "./upstream-headers.ts";
+import type { ImpersonationHeaders } from "../auth/identity.ts";
+import { impersonationHeaderLines } from "./upstream-headers.ts";
+import { ApiError } from "../core/status.ts";
 
 /** Response headers that belong to the upstream hop only (Content-Length is kept: the body is passed as is). */
 const RESPONSE_HOP_BY_HOP = ["connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"];
@@ -67,9 +68,6 @@ export function requestTimeoutMs(search: string): number | undefined {
   return parts.reduce((sum, p) => sum + Number(p[1]) * unit[p[2]!]!, 0);
 }
 
-function upstreamTarget(transport: ClusterTransport, path: string, search: string): string {
-  return `${transport.endpoint.pathname.replace(/\/$/, "")}${path}${search}`;
-}
 
 /** The response-head deadline of one request: its own `?timeout=`, else kpass's; none for streams. */
 function headDeadline(options: ForwardOptions): number | undefined {
@@ -89,7 +87,7 @@ export async function forwardRequest(req: Request, options: ForwardOptions): Pro
   try {
     const { response } = await transport.pool.request({
       method: req.method,
-      target: upstreamTarget(transport, options.path, options.search),
+      target: clusterTarget(transport, options.path, options.search),
       headers: options.headers,
       impersonation: options.impersonate && impersonationHeaderLines(options.impersonate),
       body: hasBody ? req.body : null,
@@ -112,7 +110,7 @@ export async function forwardUpgrade(options: { transport: ClusterTransport; met
   try {
     return await transport.pool.request({
       method: options.method,
-      target: upstreamTarget(transport, options.path, options.search),
+      target: clusterTarget(transport, options.path, options.search),
       headers: options.headers,
       impersonation: options.impersonate && impersonationHeaderLines(options.impersonate),
       upgrade: true,
@@ -126,7 +124,7 @@ export async function forwardUpgrade(options: { transport: ClusterTransport; met
 /** Clusters behind an HTTP proxy go through Bun's fetch, which speaks CONNECT. */
 async function forwardThroughProxy(req: Request, options: ForwardOptions): Promise<Response> {
   const { transport } = options;
-  const url = `${transport.endpoint.origin}${upstreamTarget(transport, options.path, options.search)}`;
+  const url = `${transport.endpoint.origin}${clusterTarget(transport, options.path, options.search)}`;
   const upstreamAbort = new AbortController();
   const onClientAbort = () => upstreamAbort.abort();
   const clientSignal = options.signal ?? req.signal;

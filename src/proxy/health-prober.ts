@@ -1,9 +1,9 @@
-import type { Cluster, ClusterStatus, Condition } from "../api/kinds/cluster.ts";
 import type { ObjectStore } from "../store/object-store.ts";
-import { timestamp } from "../store/object.ts";
-import type { ClusterTransports } from "./cluster-transport.ts";
+import { timestamp } from "../core/object.ts";
+import { clusterTarget, type ClusterTransports } from "./cluster-transport.ts";
 import { upstreamFailure } from "./forward.ts";
 import { upstreamHeaders } from "./upstream-headers.ts";
+import type { Cluster, ClusterStatus, Condition } from "../core/cluster.ts";
 
 const PROBE_CONCURRENCY = 8;
 
@@ -89,7 +89,7 @@ export class HealthProber {
 
   private async check(cluster: Cluster): Promise<ProbeResult> {
     const transport = this.transports.for(cluster);
-    const url = `${transport.endpoint.origin}${transport.endpoint.pathname.replace(/\/$/, "")}/version`;
+    const url = `${transport.endpoint.origin}${clusterTarget(transport, "/version", "")}`;
     const abort = AbortSignal.timeout(this.timeoutMs);
     try {
       // Never follow a redirect: it would carry the cluster's credential to wherever the Location points.

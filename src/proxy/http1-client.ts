@@ -586,14 +586,7 @@ export class Http1Pool {
           if (!secure) settle();
         },
         handshake(socket, success, authorizationError) {
-          if (tls.rejectUnauthorized) {
-            const identityError = success ? checkServerIdentity(tls.serverName ?? hostname, socket.getPeerCertificate()) : undefined;
-            // Verification is kpass's own (rejectUnauthorized is off on the socket) so that a
-            // failure is reported with its cause instead of a bare reset.
-            const failure = !success || authorizationError ? (authorizationError ?? new Error("certificate verification failed")) : identityError;
-            if (failure) return settle(new UpstreamError("TLS", `${(failure as { code?: string }).code ?? "CERT_VERIFICATION_FAILED"}: ${failure.message}`));
-          }
-          settle();
+          settle(tls.rejectUnauthorized ? handshakeFailure(tls.serverName ?? hostname, socket, success, authorizationError) : undefined);
         },
         connectError(_socket, error) {
           settle(failure((error as { code?: string }).code ?? "CONNECT", error.message));
@@ -608,11 +601,24 @@ export class Http1Pool {
         port,
         data: connection,
         allowHalfOpen: true,
-        tls: secure
-          ? { ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: false, serverName: tls.serverName ?? (/^[\d.:]+$/.test(hostname) ? undefined : hostname), ALPNProtocols: Buffer.from("\x08http/1.1", "latin1") }
-          : undefined,
+        tls: secure ? socketTls(tls, hostname) : undefined,
         socket: socketHandlers,
       }).catch((error: Error) => settle(failure((error as { code?: string }).code ?? "CONNECT", error.message)));
     });
   }
+}
+
+/**
+ * Verification is kpass's own (rejectUnauthorized is off on the socket) so that a failure is
+ * reported with its cause instead of a bare reset.
+ */
+function handshakeFailure(serverName: string, socket: Socket<UpstreamConnection>, success: boolean, authorizationError: Error | null): UpstreamError | undefined {
+  const identityError = success ? checkServerIdentity(serverName, socket.getPeerCertificate()) : undefined;
+  const failure = !success || authorizationError ? (authorizationError ?? new Error("certificate verification failed")) : identityError;
+  return failure ? new UpstreamError("TLS", `${(failure as { code?: string }).code ?? "CERT_VERIFICATION_FAILED"}: ${failure.message}`) : undefined;
+}
+
+function socketTls(tls: ClusterTls, hostname: string) {
+  const serverName = tls.serverName ?? (/^[\d.:]+$/.test(hostname) ? undefined : hostname);
+  return { ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: false, serverName, ALPNProtocols: Buffer.from("\x08http/1.1", "latin1") };
 }

@@ -1,11 +1,12 @@
-import type { Cluster } from "../api/kinds/cluster.ts";
-import { notFound } from "../api/status.ts";
+import { notFound } from "../core/status.ts";
+import { CLUSTERS } from "../core/api-group.ts";
 import { authorizeProxy, type ProxyDecision } from "../auth/authorize.ts";
 import type { Identity } from "../auth/identity.ts";
 import type { ObjectStore } from "../store/object-store.ts";
 import type { ClusterTransport, ClusterTransports } from "./cluster-transport.ts";
 import type { ProxyTarget } from "./proxy-path.ts";
 import { upstreamHeaders } from "./upstream-headers.ts";
+import type { Cluster } from "../core/cluster.ts";
 
 export interface ProxyDeps {
   clusters: ObjectStore<Cluster>;
@@ -27,7 +28,7 @@ export interface ProxyPlan {
  */
 export function planProxy(deps: ProxyDeps, identity: Identity, target: ProxyTarget, request: { method: string; headers: Headers; upgrade: boolean }): ProxyPlan {
   const cluster = deps.clusters.get(target.cluster);
-  if (!cluster) throw notFound("Cluster", target.cluster);
+  if (!cluster) throw notFound(CLUSTERS, target.cluster);
   const decision = authorizeProxy(identity, cluster, { method: request.method, path: target.path, search: target.search, headers: request.headers, upgrade: request.upgrade });
   const transport = deps.transports.for(cluster);
   const headers = upstreamHeaders(request.headers, transport, decision.impersonate, { keepUpgrade: request.upgrade });

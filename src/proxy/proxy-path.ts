@@ -1,7 +1,10 @@
-import { badRequest } from "../api/status.ts";
-import { GROUP, VERSION } from "../api/kind.ts";
-
-export const CLUSTERS_PREFIX = `/apis/${GROUP}/${VERSION}/clusters/`;
+/**
+ * Request targets are never resolved: a dot segment in any spelling is refused on every request,
+ * as kube-apiserver refuses it (404), so no path can climb out of the cluster or object it names
+ * and the audit log records exactly what the client sent.
+ */
+import { badRequest } from "../core/status.ts";
+import { CLUSTERS_PREFIX } from "../core/api-group.ts";
 
 export interface ProxyTarget {
   cluster: string;
@@ -17,17 +20,27 @@ export function splitTarget(target: string): { path: string; search: string } {
   return q < 0 ? { path: target, search: "" } : { path: target.slice(0, q), search: target.slice(q) };
 }
 
-function isDotSegment(segment: string): boolean {
-  const decoded = segment.replace(/%2e/gi, ".");
-  return decoded === "." || decoded === "..";
-}
-
 function decodeSegment(segment: string): string {
   try {
     return decodeURIComponent(segment);
   } catch {
     throw badRequest(`invalid percent-encoding in "${segment}"`);
   }
+}
+
+function percentDecode(path: string): string {
+  // Decode byte-wise without throwing on malformed escapes: an invalid "%zz" stays as it is.
+  return path.replace(/%([0-9A-Fa-f]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+}
+
+/** Whether the path of `target` has a "." or ".." segment, literal or percent-encoded, with "/" or "\" as separator. */
+export function hasDotSegment(target: string): boolean {
+  const q = target.indexOf("?");
+  const path = q < 0 ? target : target.slice(0, q);
+  if (!path.includes(".") && !/%2e/i.test(path)) return false;
+  return percentDecode(path)
+    .split(/[/\\]/)
+    .some((segment) => segment === "." || segment === "..");
 }
 
 /**
@@ -45,10 +58,26 @@ export function parseProxyTarget(rawTarget: string): ProxyTarget | undefined {
   const after = rest.slice(slash);
   if (after !== "/proxy" && !after.startsWith("/proxy/")) return undefined;
   const proxied = after.slice("/proxy".length) || "/";
-  const segments = proxied.split("/");
   if (cluster.includes("/")) throw badRequest(`invalid cluster name "${cluster}"`);
-  if (segments.some(isDotSegment) || /%00|\0/i.test(proxied)) {
-    throw badRequest(`invalid proxy path "${proxied}": "." and ".." segments are not allowed`);
+  // The edge answers dot segments 404 before anything is parsed; refused here too, whoever calls.
+  if (hasDotSegment(proxied) || /%00|\0/i.test(proxied)) {
+    throw badRequest(`invalid proxy path "${proxied}": "." and ".." segments and NUL are not allowed`);
   }
   return { cluster, path: proxied, search };
+}
+
+/** Whether `rawTarget` is addressed to a cluster's proxy (even if it is malformed there). */
+export function isProxyTarget(rawTarget: string): boolean {
+  try {
+    return parseProxyTarget(rawTarget) !== undefined;
+  } catch {
+    return true;
+  }
+}
+
+/** The cluster name a raw target names, best effort, for refusals that happen before it parses. */
+export function clusterNameOf(rawTarget: string): string {
+  const rest = rawTarget.startsWith(CLUSTERS_PREFIX) ? rawTarget.slice(CLUSTERS_PREFIX.length) : "";
+  const end = rest.search(/[/?]/);
+  return end < 0 ? "" : rest.slice(0, end);
 }

@@ -1,4 +1,5 @@
-import { forbidden } from "../api/status.ts";
+import type { ImpersonationHeaders } from "../auth/identity.ts";
+import { forbiddenMessage } from "../core/status.ts";
 import type { ClusterTransport } from "./cluster-transport.ts";
 
 /**
@@ -32,15 +33,6 @@ const FORWARDED = new Set([
 
 function isForwarded(name: string): boolean {
   return FORWARDED.has(name) || name.startsWith("kubectl-");
-}
-
-export interface ImpersonationHeaders {
-  user: string;
-  groups: string[];
-  /** Impersonate-Uid, forwarded only after an `impersonate uids` check. */
-  uid?: string;
-  /** Impersonate-Extra-KEY values by decoded KEY, forwarded only after `impersonate userextras/KEY` checks. */
-  extra?: Record<string, string[]>;
 }
 
 const TOKEN_BYTE = /^[!#$&'*+\-.^_`|~0-9a-z]$/;
@@ -80,13 +72,18 @@ export function impersonationHeaderLines(impersonate: ImpersonationHeaders): [st
  * cluster's own credential added, impersonation added when configured. `keepUpgrade` keeps the
  * Connection/Upgrade pair an upgrade request needs.
  */
+/** The lower-cased tokens of the Connection header. */
+export function connectionTokens(headers: Headers): string[] {
+  const value = headers.get("connection");
+  return value ? value.toLowerCase().split(",").map((t) => t.trim()).filter(Boolean) : [];
+}
+
 export function upstreamHeaders(client: Headers, transport: ClusterTransport, impersonate: ImpersonationHeaders | undefined, options: { keepUpgrade?: boolean } = {}): Headers {
   const out = new Headers();
-  const connection = client.get("connection");
-  const connectionTokens = connection ? connection.toLowerCase().split(",").map((t) => t.trim()) : undefined;
+  const hopByHop = connectionTokens(client);
   // Headers iterates names in lower case.
   for (const [name, value] of client) {
-    if (!isForwarded(name) || connectionTokens?.includes(name)) continue;
+    if (!isForwarded(name) || hopByHop.includes(name)) continue;
     out.append(name, value);
   }
   if (options.keepUpgrade) {
@@ -103,12 +100,12 @@ export function upstreamHeaders(client: Headers, transport: ClusterTransport, im
 /** Fail closed: the outgoing set must carry exactly the identity kpass chose, nothing else. */
 function assertClean(headers: Headers, transport: ClusterTransport, impersonate: ImpersonationHeaders | undefined): void {
   const authorization = headers.get("authorization");
-  if (authorization !== null && authorization !== `Bearer ${transport.bearerToken}`) throw forbidden("refusing to forward a request with a client Authorization header");
-  if (!impersonate && headers.has("impersonate-user")) throw forbidden("refusing to forward a request with a client Impersonate-User header");
+  if (authorization !== null && authorization !== `Bearer ${transport.bearerToken}`) throw forbiddenMessage("refusing to forward a request with a client Authorization header");
+  if (!impersonate && headers.has("impersonate-user")) throw forbiddenMessage("refusing to forward a request with a client Impersonate-User header");
   const chosen = new Set(impersonate ? impersonationHeaderLines(impersonate).map(([name]) => name.toLowerCase()) : []);
   for (const name of headers.keys()) {
     if (name.startsWith("impersonate-") ? !chosen.has(name) : name.startsWith("x-remote-") || name.startsWith("x-forwarded-")) {
-      throw forbidden(`refusing to forward a request with a client ${name} header`);
+      throw forbiddenMessage(`refusing to forward a request with a client ${name} header`);
     }
   }
 }

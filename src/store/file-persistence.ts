@@ -1,6 +1,6 @@
 import { mkdir, open, readdir, readFile, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import type { StoredObject } from "./object.ts";
+import type { StoredObject } from "../core/object.ts";
 
 /**
  * One JSON file per object under `<root>/<resource>/`. A write is durable before it returns:

@@ -1,4 +1,5 @@
-import { badRequest } from "../api/status.ts";
+import { badRequest } from "../core/status.ts";
+import type { LabelSelectorSpec } from "../core/pass.ts";
 
 /** One parsed requirement of a Kubernetes label selector. */
 export type Requirement =
@@ -80,12 +81,6 @@ export function matchesLabels(selector: LabelSelector, labels: Record<string, st
         return !present;
     }
   });
-}
-
-/** The structured `matchLabels`/`matchExpressions` form used inside object specs. */
-export interface LabelSelectorSpec {
-  matchLabels?: Record<string, string>;
-  matchExpressions?: { key: string; operator: "In" | "NotIn" | "Exists" | "DoesNotExist"; values?: string[] }[];
 }
 
 export function selectorFromSpec(spec: LabelSelectorSpec): LabelSelector {

@@ -1,6 +1,6 @@
-import { ApiError } from "../api/status.ts";
 import type { FilePersistence } from "./file-persistence.ts";
-import { timestamp, type StoreEvent, type StoredObject, type WatchEventType } from "./object.ts";
+import { timestamp, type StoreEvent, type StoredObject, type WatchEventType } from "../core/object.ts";
+import { ApiError } from "../core/status.ts";
 
 /** A global, monotonically increasing revision shared by every store, as etcd's is. */
 export class RevisionClock {

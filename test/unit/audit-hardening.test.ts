@@ -2,9 +2,15 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ApiError } from "../../src/api/status.ts";
-import { AuditLog, MAX_TARGET_BYTES, sourceIPOf, truncateField, TRUNCATED_MARKER, type AuditEntry } from "../../src/auth/audit.ts";
+import { AuditLog, MAX_TARGET_BYTES, sourceIPOf, truncateField, TRUNCATED_MARKER, type AuditEntry } from "../../src/audit/audit-log.ts";
 import type { Identity } from "../../src/auth/identity.ts";
+import { ApiError } from "../../src/core/status.ts";
+import { clusterNameOf } from "../../src/proxy/proxy-path.ts";
+
+/** A refusal as the admission step reports it. */
+function logRefusal(log: AuditLog, target: string, identity: Identity | undefined, error: ApiError, source?: string): void {
+  log.record({ pass: identity?.pass ?? "", user: identity?.user ?? "", cluster: clusterNameOf(target), target, status: error.code, bytesIn: 0, bytesOut: 0, message: error.message, sourceIP: source });
+}
 
 const dir = mkdtempSync(join(tmpdir(), "kpass-audit-hardening-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -53,7 +59,7 @@ describe("truncation", () => {
     const path = freshPath();
     const log = new AuditLog({ path, stdout: false, maxBytes: 10 * 1024 * 1024 });
     const target = "/apis/cluster.kpass.dev/v1beta1/clusters/" + "c".repeat(70_000) + "/proxy/api";
-    log.recordRefused(target, alice, new ApiError(404, "NotFound", `clusters "${"c".repeat(70_000)}" not found`), "10.0.0.1:5555");
+    logRefusal(log, target, alice, new ApiError(404, "NotFound", `clusters "${"c".repeat(70_000)}" not found`), "10.0.0.1:5555");
     log.close();
     const [line] = lines(path);
     expect(Buffer.byteLength(line!.path)).toBeLessThan(MAX_TARGET_BYTES + 64);
@@ -81,7 +87,7 @@ describe("refusals before authentication are rate limited per source", () => {
     for (let i = 0; i < 5; i++) log.write(entry(`evidence-${i}`));
     log.flush();
     const target = "/apis/cluster.kpass.dev/v1beta1/clusters/prod/proxy/api/v1/" + "x".repeat(60 * 1024);
-    for (let i = 0; i < 10_000; i++) log.recordRefused(target, undefined, unauthorized, `203.0.113.7:${10_000 + i}`);
+    for (let i = 0; i < 10_000; i++) logRefusal(log, target, undefined, unauthorized, `203.0.113.7:${10_000 + i}`);
     log.flush();
     now += 1000; // the window ends: the summary is written on the next flush
     log.flush();
@@ -104,9 +110,9 @@ describe("refusals before authentication are rate limited per source", () => {
     const path = freshPath();
     let now = 0;
     const log = new AuditLog({ path, stdout: false, maxBytes: 1024 * 1024, now: () => now, unauthenticatedRefusalsPerSource: 2, unauthenticatedRefusalsTotal: 5 });
-    for (let s = 0; s < 4; s++) for (let i = 0; i < 3; i++) log.recordRefused("/api", undefined, unauthorized, `198.51.100.${s}`);
+    for (let s = 0; s < 4; s++) for (let i = 0; i < 3; i++) logRefusal(log, "/api", undefined, unauthorized, `198.51.100.${s}`);
     now = 1000;
-    log.recordRefused("/api", undefined, unauthorized, "198.51.100.9");
+    logRefusal(log, "/api", undefined, unauthorized, "198.51.100.9");
     log.close();
     const all = lines(path);
     const singles = all.filter((l) => l.suppressed === undefined);
@@ -120,7 +126,7 @@ describe("refusals before authentication are rate limited per source", () => {
     const path = freshPath();
     let now = 0;
     const log = new AuditLog({ path, stdout: false, maxBytes: 1024 * 1024, now: () => now });
-    for (let i = 0; i < 10_000; i++) log.recordRefused("/api/" + "y".repeat(60 * 1024), undefined, unauthorized, `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}:1`);
+    for (let i = 0; i < 10_000; i++) logRefusal(log, "/api/" + "y".repeat(60 * 1024), undefined, unauthorized, `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}:1`);
     now = 1000;
     log.close();
     const all = lines(path);
@@ -134,7 +140,7 @@ describe("refusals before authentication are rate limited per source", () => {
   test("refusals of an authenticated pass are not rate limited", () => {
     const path = freshPath();
     const log = new AuditLog({ path, stdout: false, maxBytes: 1024 * 1024, now: () => 0 });
-    for (let i = 0; i < 50; i++) log.recordRefused("/api", alice, new ApiError(403, "Forbidden", "no"), "10.0.0.1");
+    for (let i = 0; i < 50; i++) logRefusal(log, "/api", alice, new ApiError(403, "Forbidden", "no"), "10.0.0.1");
     log.close();
     expect(lines(path)).toHaveLength(50);
   });

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { AuditLog, type AuditEntry } from "../../src/auth/audit.ts";
+import { AuditLog, type AuditEntry } from "../../src/audit/audit-log.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "kpass-audit-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -2,11 +2,12 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { clusterKind, type Cluster } from "../../src/api/kinds/cluster.ts";
+import { clusterKind } from "../../src/api/kinds/cluster.ts";
 import type { ClusterTransport, ClusterTransports } from "../../src/proxy/cluster-transport.ts";
 import { HealthProber } from "../../src/proxy/health-prober.ts";
 import { FilePersistence } from "../../src/store/file-persistence.ts";
 import { ObjectStore, RevisionClock } from "../../src/store/object-store.ts";
+import type { Cluster } from "../../src/core/cluster.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "kpass-cluster-access-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -1,8 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import { checkRbacWrite, checkRbacWriteBody, rbacWriteNeedsBody, rbacWriteNeedsCheck, type EscalationSubject, type RbacWriteAttributes } from "../../src/auth/escalation.ts";
-import type { PolicyRule } from "../../src/auth/policy-rules.ts";
 import { requestAttributes } from "../../src/auth/request-attributes.ts";
 import { roleRules } from "../../src/auth/roles.ts";
+import type { PolicyRule } from "../../src/core/pass.ts";
 
 const inNamespace = (rules: PolicyRule[], ns: string): PolicyRule[] => rules.map((r) => ({ ...r, namespaces: [ns] }));
 const subject = (rules: PolicyRule[]): EscalationSubject => ({ user: "alice", groups: ["devs", "qa"], rules });

@@ -1,12 +1,12 @@
 import { describe, expect, test } from "bun:test";
-import type { Cluster } from "../../src/api/kinds/cluster.ts";
-import { ApiError } from "../../src/api/status.ts";
 import { authorizeProxy, impersonationChecks, parseImpersonationHeaders, splitServiceAccountUsername } from "../../src/auth/authorize.ts";
 import type { Identity } from "../../src/auth/identity.ts";
-import type { PolicyRule } from "../../src/auth/policy-rules.ts";
 import { roleRules } from "../../src/auth/roles.ts";
 import type { ClusterTransport } from "../../src/proxy/cluster-transport.ts";
 import { escapeExtraKey, impersonationHeaderLines, upstreamHeaders } from "../../src/proxy/upstream-headers.ts";
+import { ApiError } from "../../src/core/status.ts";
+import type { Cluster } from "../../src/core/cluster.ts";
+import type { PolicyRule } from "../../src/core/pass.ts";
 
 function identity(rules: PolicyRule[]): Identity {
   return { pass: "alice", passUid: "u1", user: "alice", groups: ["devs"], isAdmin: false, rules, reachesCluster: () => true };

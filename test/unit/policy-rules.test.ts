@@ -1,7 +1,8 @@
 import { describe, expect, test } from "bun:test";
-import { ruleAllows, rulesAllow, validateRules, type PolicyRule } from "../../src/auth/policy-rules.ts";
+import { ruleAllows, rulesAllow, validateRules } from "../../src/auth/policy-rules.ts";
 import { requestAttributes, type RequestAttributes } from "../../src/auth/request-attributes.ts";
 import { builtInRoleNames, roleRules } from "../../src/auth/roles.ts";
+import type { PolicyRule } from "../../src/core/pass.ts";
 
 /** Attributes of "METHOD /path?query", parsed the way the gateway does. */
 function req(method: string, url: string, upgrade = false): RequestAttributes {

@@ -1,51 +1,9 @@
 import { createPrivateKey, X509Certificate } from "node:crypto";
-import type { Identity } from "../../auth/identity.ts";
-import type { StoredObject } from "../../store/object.ts";
+import { type StoredObject, isDnsSubdomain } from "../../core/object.ts";
 import { objectSchema, type FieldProblem, type Schema } from "../schema.ts";
-import { humanAge, isDnsSubdomain, type KindDefinition } from "../kind.ts";
-
-export type CredentialType = "ServiceAccountToken" | "X509Certificate";
-
-export interface ClusterAccess {
-  endpoint: string;
-  /** base64 of one or more PEM certificates. */
-  caBundle?: string;
-  insecure?: boolean;
-  tlsServerName?: string;
-  proxyURL?: string;
-  credential: {
-    type: CredentialType;
-    serviceAccountToken?: string;
-    x509?: { certificate: string; privateKey: string };
-  };
-}
-
-export interface ClusterSpec {
-  access: ClusterAccess;
-  /** `user`: requests carry Impersonate-User/Group of the caller's pass. */
-  impersonation?: "none" | "user";
-}
-
-export interface Condition {
-  type: string;
-  status: "True" | "False" | "Unknown";
-  reason: string;
-  message: string;
-  lastTransitionTime: string;
-}
-
-export interface ClusterStatus {
-  conditions?: Condition[];
-  version?: string;
-  platform?: string;
-  lastProbeTime?: string;
-  observedGeneration?: number;
-}
-
-export interface Cluster extends StoredObject {
-  spec: ClusterSpec;
-  status?: ClusterStatus;
-}
+import type { KindDefinition } from "../kind.ts";
+import { humanAge } from "../../core/duration.ts";
+import type { Cluster, ClusterAccess, Condition } from "../../core/cluster.ts";
 
 const specSchema: Schema = {
   type: "object",
@@ -236,12 +194,8 @@ export const clusterKind: KindDefinition<Cluster> = {
       humanAge(cluster.metadata.creationTimestamp, now),
     ];
   },
-  redact(cluster: Cluster, viewer: Identity): Cluster {
-    if (viewer.isAdmin) return cluster;
+  redact(cluster: Cluster): Cluster {
     const { credential: _hidden, ...access } = cluster.spec.access;
     return { ...cluster, spec: { ...cluster.spec, access: access as ClusterAccess } };
-  },
-  visibleTo(cluster, viewer) {
-    return viewer.isAdmin || viewer.reachesCluster(cluster);
   },
 };

@@ -1,36 +1,12 @@
-import type { Identity } from "../../auth/identity.ts";
-import { validateRules, type PolicyRule } from "../../auth/policy-rules.ts";
+import { validateRules } from "../../auth/policy-rules.ts";
 import { builtInRoleNames } from "../../auth/roles.ts";
-import type { LabelSelectorSpec } from "../../store/label-selector.ts";
-import { timestamp, type StoredObject } from "../../store/object.ts";
-import { humanAge, humanDuration, type KindDefinition } from "../kind.ts";
+import { timestamp, type StoredObject } from "../../core/object.ts";
+import type { KindDefinition } from "../kind.ts";
 import { objectSchema, type FieldProblem, type Schema } from "../schema.ts";
-
-export interface PassSpec {
-  user: string;
-  groups?: string[];
-  /** Which clusters the pass reaches: by name ("*" = all) and/or by label selector. */
-  clusters?: { names?: string[]; selector?: LabelSelectorSpec };
-  /** Built-in roles (view, edit, admin, cluster-admin) expanded to rules. */
-  roles?: string[];
-  /** Namespaces the roles apply in; absent = every namespace and cluster-scoped resources. */
-  namespaces?: string[];
-  rules?: PolicyRule[];
-  /** May manage kpass itself: Clusters, Passes, and see cluster credentials. */
-  admin?: boolean;
-  expiresAt?: string;
-  /** Input only: a Go-style duration ("720h") turned into expiresAt when the pass is created. */
-  ttl?: string;
-}
-
-export interface PassStatus {
-  tokenIssuedAt?: string;
-}
-
-export interface Pass extends StoredObject {
-  spec: PassSpec;
-  status?: PassStatus;
-}
+import type { PolicyRule, LabelSelectorSpec } from "../../core/pass.ts";
+import { humanAge, humanDuration } from "../../core/duration.ts";
+import type { Pass } from "../../core/pass.ts";
+import { parseDuration } from "../../core/duration.ts";
 
 const stringList: Schema = { type: "array", items: { type: "string" } };
 
@@ -78,17 +54,6 @@ const specSchema: Schema = {
 };
 
 const statusSchema: Schema = { type: "object", properties: { tokenIssuedAt: { type: "string", format: "date-time" } } };
-
-const DURATION_PART = /(\d+(?:\.\d+)?)(h|m|s|d)/g;
-
-/** Parses "720h", "1h30m", "90s", "30d" into milliseconds; undefined if malformed. */
-export function parseDuration(text: string): number | undefined {
-  if (!/^(\d+(\.\d+)?(h|m|s|d))+$/.test(text)) return undefined;
-  const unit = { d: 86_400_000, h: 3_600_000, m: 60_000, s: 1000 } as const;
-  let total = 0;
-  for (const [, n, u] of text.matchAll(DURATION_PART)) total += Number(n) * unit[u as keyof typeof unit];
-  return total;
-}
 
 function validatePass(pass: Pass): FieldProblem[] {
   const spec = pass.spec;
@@ -142,7 +107,4 @@ export const passKind: KindDefinition<Pass> = {
     return [pass.metadata.name, pass.spec.user, clustersCell(pass), expiresCell, humanAge(pass.metadata.creationTimestamp, now)];
   },
   redact: (pass) => pass,
-  visibleTo(pass: Pass, viewer: Identity) {
-    return viewer.isAdmin || pass.metadata.name === viewer.pass;
-  },
 };

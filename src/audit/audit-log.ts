@@ -1,22 +1,52 @@
+/**
+ * The audit log: a sink every entry point feeds with one AuditEvent per cluster-bound request.
+ * It imports nothing of kpass but the ground floor.
+ */
 import { closeSync, existsSync, openSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
-import type { ApiError } from "../api/status.ts";
-import type { ProxiedEvent } from "../api/app.ts";
-import type { TunnelEvent } from "../edge/upgrade-tunnel.ts";
-import type { Identity } from "./identity.ts";
-import type { RequestAttributes } from "./request-attributes.ts";
 
-/** One line of the audit log. Never carries a token or a credential. */
-export interface AuditEntry {
-  time: string;
-  pass: string;
-  user: string;
-  cluster: string;
+/** What authorization read a request as (auth's RequestAttributes fits it). */
+export interface AuditAttributes {
   verb: string;
   apiGroup: string;
   resource: string;
   subresource: string;
   namespace: string;
   name: string;
+}
+
+/**
+ * The one thing producers tell the audit log: a cluster-bound request that left kpass and ended,
+ * or one kpass refused. Every entry point (REST proxy, upgrade tunnel) fills in the same fields.
+ */
+export interface AuditEvent {
+  /** Empty when the request was refused before it authenticated. */
+  pass: string;
+  user: string;
+  /** Empty when the target did not name one. */
+  cluster: string;
+  /** Absent when refused before authorization read the request. */
+  attributes?: AuditAttributes;
+  /** The path and query on the cluster; the raw request target when refused before it was parsed. */
+  target: string;
+  status: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** performance.now() when kpass began on the request; absent for refusals (duration 0). */
+  startedAt?: number;
+  /** The user the cluster was asked to act as. */
+  impersonated?: string;
+  /** Why kpass refused the request. */
+  message?: string;
+  /** The client's address ("ip" or "ip:port"). */
+  sourceIP?: string;
+}
+
+/** One line of the audit log. Never carries a token or a credential. */
+export interface AuditEntry extends AuditAttributes {
+  time: string;
+  pass: string;
+  user: string;
+  cluster: string;
   /** The request target, at most MAX_TARGET_BYTES bytes (then TRUNCATED_MARKER and the full size). */
   path: string;
   status: number;
@@ -95,13 +125,13 @@ function sourceIPs(source: string | undefined): string[] | undefined {
   return source ? [clip(sourceIPOf(source))] : undefined;
 }
 
-function attributeFields(a: RequestAttributes | undefined): Pick<AuditEntry, "verb" | "apiGroup" | "resource" | "subresource" | "namespace" | "name"> {
+function attributeFields(a: AuditAttributes | undefined): Pick<AuditEntry, "verb" | "apiGroup" | "resource" | "subresource" | "namespace" | "name"> {
   return { verb: clip(a?.verb ?? ""), apiGroup: clip(a?.apiGroup ?? ""), resource: clip(a?.resource ?? ""), subresource: clip(a?.subresource ?? ""), namespace: clip(a?.namespace ?? ""), name: clip(a?.name ?? "") };
 }
 
 /** The command of an exec (or attach's container), read from the query kubectl sends; bounded. */
-function commandOf(a: RequestAttributes, search: string): string[] | undefined {
-  if (a.subresource !== "exec" && a.subresource !== "attach") return undefined;
+function commandOf(a: AuditAttributes | undefined, search: string): string[] | undefined {
+  if (a?.subresource !== "exec" && a?.subresource !== "attach") return undefined;
   const query = new URLSearchParams(search);
   const words = a.subresource === "exec" ? query.getAll("command") : [`attach:${query.get("container") ?? ""}`];
   const out: string[] = [];
@@ -256,90 +286,30 @@ export class AuditLog {
     renameSync(path, `${path}.1`);
   }
 
-  /** REST requests: logged when the response body has been sent (or the client left). */
-  recordRequest(event: ProxiedEvent & { sourceIP?: string }): Response | undefined {
-    if (!this.enabled) return event.response;
-    const { identity, req, plan } = event;
-    const base = {
-      pass: clip(identity.pass),
-      user: clip(identity.user),
-      cluster: clip(plan.cluster.metadata.name),
-      ...attributeFields(plan.decision.attributes),
-      path: truncateField(plan.target.path + plan.target.search, MAX_TARGET_BYTES),
-      bytesIn: Number(req.headers.get("content-length") ?? 0),
-      impersonated: plan.decision.impersonate ? clip(plan.decision.impersonate.user) : undefined,
-      sourceIPs: sourceIPs(event.sourceIP),
-    };
-    const finish = (status: number, bytesOut: number) =>
-      this.write({ time: new Date().toISOString(), ...base, status, bytesOut, durationMs: Math.round((performance.now() - event.startedAt) * 100) / 100 });
-    const response = event.response;
-    const length = response?.headers.get("content-length");
-    if (!response || !response.body || length !== null) {
-      // A body of known length needs no counting wrapper, which would take it off Bun's native path.
-      finish(event.status, Number(length ?? 0));
-      return response;
-    }
-    let bytesOut = 0;
-    let done = false;
-    const counted = response.body.pipeThrough(
-      new TransformStream<Uint8Array, Uint8Array>({
-        transform(chunk, controller) {
-          bytesOut += chunk.byteLength;
-          controller.enqueue(chunk);
-        },
-        flush() {
-          done = true;
-          finish(event.status, bytesOut);
-        },
-      }),
-    );
-    req.signal.addEventListener("abort", () => {
-      if (!done) finish(event.status, bytesOut);
-    }, { once: true });
-    return new Response(counted, { status: response.status, statusText: response.statusText, headers: response.headers });
-  }
-
-  recordTunnel(event: TunnelEvent & { sourceIP?: string }): void {
-    const a = event.plan.decision.attributes;
+  /**
+   * One line for `event`. Refusals before authentication (no pass) are limited per source IP; the
+   * rest of them are counted into a summary line.
+   */
+  record(event: AuditEvent): void {
+    if (!this.enabled) return;
+    if (event.pass === "" && !this.admitUnauthenticated(event.sourceIP, event.status)) return;
+    const q = event.target.indexOf("?");
+    const search = q < 0 ? "" : event.target.slice(q, q + MAX_TARGET_BYTES);
     this.write({
-      time: new Date().toISOString(),
-      pass: clip(event.identity.pass),
-      user: clip(event.identity.user),
-      cluster: clip(event.plan.cluster.metadata.name),
-      ...attributeFields(a),
-      path: truncateField(event.plan.target.path + event.plan.target.search, MAX_TARGET_BYTES),
+      time: new Date(this.now()).toISOString(),
+      pass: clip(event.pass),
+      user: clip(event.user),
+      cluster: clip(event.cluster),
+      ...attributeFields(event.attributes),
+      path: truncateField(event.target, MAX_TARGET_BYTES),
       status: event.status,
       bytesIn: event.bytesIn,
       bytesOut: event.bytesOut,
-      durationMs: Math.round(performance.now() - event.startedAt),
-      command: commandOf(a, event.plan.target.search),
-      impersonated: event.plan.decision.impersonate ? clip(event.plan.decision.impersonate.user) : undefined,
+      durationMs: event.startedAt === undefined ? 0 : Math.round((performance.now() - event.startedAt) * 100) / 100,
+      command: commandOf(event.attributes, search),
+      impersonated: event.impersonated === undefined ? undefined : clip(event.impersonated),
+      message: event.message === undefined ? undefined : truncateField(event.message, MAX_MESSAGE_BYTES),
       sourceIPs: sourceIPs(event.sourceIP),
-    });
-  }
-
-  /**
-   * A request kpass refused before it left (bad path, no access, unknown cluster). `source` is the
-   * client's address ("ip" or "ip:port"). Refusals before authentication (no identity) are rate
-   * limited per source IP.
-   */
-  recordRefused(target: string, identity: Identity | undefined, error: ApiError, source?: string): void {
-    if (!this.enabled) return;
-    if (!identity && !this.admitUnauthenticated(source, error.code)) return;
-    const cluster = /\/clusters\/([^/?]+)\/proxy/.exec(target.slice(0, MAX_TARGET_BYTES))?.[1] ?? "";
-    this.write({
-      time: new Date(this.now()).toISOString(),
-      pass: clip(identity?.pass ?? ""),
-      user: clip(identity?.user ?? ""),
-      cluster: clip(cluster),
-      ...attributeFields(undefined),
-      path: truncateField(target, MAX_TARGET_BYTES),
-      status: error.code,
-      bytesIn: 0,
-      bytesOut: 0,
-      durationMs: 0,
-      message: truncateField(error.message, MAX_MESSAGE_BYTES),
-      sourceIPs: sourceIPs(source),
     });
   }
 

@@ -1,7 +1,10 @@
 import { open, readFile, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { parse, parseDocument } from "yaml";
-import { KPASS_CONTEXT } from "./auth/kubeconfig.ts";
+import { KPASS_CONTEXT } from "../auth/kubeconfig.ts";
+import { API_VERSION } from "../core/api-group.ts";
+import type { Pass } from "../core/pass.ts";
+import type { ObjectStore } from "../store/object-store.ts";
 
 /** The current-context of a kubeconfig file, or undefined when it is missing, unreadable or not a kubeconfig. */
 export async function readCurrentContext(path: string): Promise<string | undefined> {
@@ -64,4 +67,19 @@ export async function writeFileAtomic(path: string, text: string): Promise<void>
  */
 export async function writeAdminKubeconfig(path: string, generated: string): Promise<void> {
   await writeFileAtomic(path, keepCurrentContext(generated, await readCurrentContext(path)));
+}
+
+const ADMIN_PASS = "admin";
+
+/** The admin pass, created on first start (kpass must be manageable out of the box). */
+export async function ensureAdminPass(passes: ObjectStore<Pass>): Promise<Pass> {
+  return (
+    passes.get(ADMIN_PASS) ??
+    passes.create({
+      apiVersion: API_VERSION,
+      kind: "Pass",
+      metadata: { name: ADMIN_PASS, annotations: { "kpass.dev/description": "created on first start" } },
+      spec: { user: "kpass-admin", admin: true, roles: ["cluster-admin"], clusters: { names: ["*"] } },
+    } as unknown as Pass)
+  );
 }

@@ -30,3 +30,11 @@ export interface StoreEvent<T extends StoredObject = StoredObject> {
   /** Numeric resourceVersion of the change, for resuming watches. */
   revision: number;
 }
+
+const DNS1123_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/** A lowercase RFC 1123 subdomain: what object names (and so file names) may be. */
+export function isDnsSubdomain(name: string): boolean {
+  return DNS1123_SUBDOMAIN.test(name);
+}
+

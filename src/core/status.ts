@@ -72,27 +72,76 @@ export class ApiError extends Error {
   }
 }
 
+/** A resource qualified by its API group, as apimachinery's schema.GroupResource. */
+export interface GroupResource {
+  group: string;
+  resource: string;
+}
+
+/** A kind qualified by its API group, as apimachinery's schema.GroupKind. */
+export interface GroupKind {
+  group: string;
+  kind: string;
+}
+
+/** `resource.group`, or `resource` alone for the core group. */
+export function qualifiedResource(gr: GroupResource): string {
+  return gr.group ? `${gr.resource}.${gr.group}` : gr.resource;
+}
+
+function qualifiedKind(gk: GroupKind): string {
+  return gk.group ? `${gk.kind}.${gk.group}` : gk.kind;
+}
+
+/** Status details as apimachinery fills them (empty fields left out, as Go's omitempty does). */
+function resourceDetails(gr: GroupResource, name: string): StatusDetails {
+  const details: StatusDetails = {};
+  if (name) details.name = name;
+  if (gr.group) details.group = gr.group;
+  if (gr.resource) details.kind = gr.resource;
+  return details;
+}
+
 export const badRequest = (message: string) => new ApiError(400, "BadRequest", message);
 export const unauthorized = (message: string) => new ApiError(401, "Unauthorized", message);
-export const forbidden = (message: string) => new ApiError(403, "Forbidden", message);
 export const methodNotAllowed = (method: string, path: string) =>
   new ApiError(405, "MethodNotAllowed", `the server does not allow method ${method} on ${path}`);
 
-export function notFound(kind: string, name: string, group = "cluster.kpass.dev"): ApiError {
-  const plural = kind.toLowerCase() + "s";
-  return new ApiError(404, "NotFound", `${plural}.${group} "${name}" not found`, { name, group, kind: plural });
+/** 403 with a message of kpass's own words (no resource to name). */
+export const forbiddenMessage = (message: string) => new ApiError(403, "Forbidden", message);
+
+/** 403 for a named (or unnamed) object: `<resource> "<name>" is forbidden: <why>`, as kube-apiserver words it. */
+export function forbidden(gr: GroupResource, name: string, why: string): ApiError {
+  const message = !gr.group && !gr.resource ? `forbidden: ${why}` : name ? `${qualifiedResource(gr)} "${name}" is forbidden: ${why}` : `${qualifiedResource(gr)} is forbidden: ${why}`;
+  return new ApiError(403, "Forbidden", message, resourceDetails(gr, name));
+}
+
+export function notFound(gr: GroupResource, name: string): ApiError {
+  return new ApiError(404, "NotFound", `${qualifiedResource(gr)} "${name}" not found`, resourceDetails(gr, name));
+}
+
+export function alreadyExists(gr: GroupResource, name: string): ApiError {
+  return new ApiError(409, "AlreadyExists", `${qualifiedResource(gr)} "${name}" already exists`, resourceDetails(gr, name));
+}
+
+export function conflict(gr: GroupResource, name: string, why: string): ApiError {
+  return new ApiError(409, "Conflict", `Operation cannot be fulfilled on ${qualifiedResource(gr)} "${name}": ${why}`, resourceDetails(gr, name));
+}
+
+export function gone(message: string): ApiError {
+  return new ApiError(410, "Gone", message);
 }
 
 export function pathNotFound(path: string): ApiError {
   return new ApiError(404, "NotFound", `the server could not find the requested resource (${path})`);
 }
 
-export function invalid(kind: string, name: string, causes: StatusCause[], group = "cluster.kpass.dev"): ApiError {
+export function invalid(gk: GroupKind, name: string, causes: StatusCause[]): ApiError {
   const summary = causes.map((c) => (c.field ? `${c.field}: ${c.message}` : c.message)).join(", ");
-  return new ApiError(422, "Invalid", `${kind}.${group} "${name}" is invalid: ${summary}`, {
+  return new ApiError(422, "Invalid", `${qualifiedKind(gk)} "${name}" is invalid: ${summary}`, {
     name,
-    group,
-    kind,
+    group: gk.group,
+    kind: gk.kind,
     causes: causes.map((c) => ({ reason: c.reason ?? "FieldValueInvalid", message: c.message, field: c.field })),
   });
 }

@@ -1,0 +1,54 @@
+/** `passes/{name}/kubeconfig`: a kubeconfig with one context for kpass and one per cluster the pass reaches. */
+import type { Authenticator } from "../auth/authenticate.ts";
+import type { Identity } from "../auth/identity.ts";
+import { authorizeKubeconfig } from "../auth/kpass-access.ts";
+import { buildKubeconfig } from "../auth/kubeconfig.ts";
+import type { TokenService } from "../auth/tokens.ts";
+import { GROUP_PREFIX, PASSES } from "../core/api-group.ts";
+import type { Cluster } from "../core/cluster.ts";
+import type { Pass } from "../core/pass.ts";
+import { badRequest, methodNotAllowed, notFound } from "../core/status.ts";
+import type { ObjectStore } from "../store/object-store.ts";
+
+export interface KubeconfigDeps {
+  tokens: TokenService;
+  authenticator: Authenticator;
+  passes: ObjectStore<Pass>;
+  clusters: ObjectStore<Cluster>;
+  caPem: string;
+  /** https://host:port of kpass as its users reach it (known once the edge listens). */
+  serverUrl(): string;
+}
+
+const ROUTE = new RegExp(`^${GROUP_PREFIX.replace(/\./g, "\\.")}/passes/([^/]+)/kubeconfig$`);
+
+export class Kubeconfigs {
+  constructor(private readonly deps: KubeconfigDeps) {}
+
+  /** A fresh token for `pass` and the kubeconfig around it. */
+  async forPass(pass: Pass, currentContext?: string): Promise<string> {
+    const { deps } = this;
+    const token = await deps.tokens.mint(pass.metadata.name, pass.metadata.uid);
+    const identity = deps.authenticator.identityFor(pass);
+    const clusters = deps.clusters.list().filter((c) => identity.reachesCluster(c));
+    return buildKubeconfig({ serverUrl: deps.serverUrl(), caPem: deps.caPem, passName: pass.metadata.name, token, clusters, currentContext });
+  }
+
+  /** Serves the kubeconfig route; undefined for any other path. */
+  async route(req: Request, identity: Identity, path: string): Promise<Response | undefined> {
+    const m = ROUTE.exec(path);
+    if (!m) return undefined;
+    if (req.method !== "GET") throw methodNotAllowed(req.method, path);
+    let name: string;
+    try {
+      name = decodeURIComponent(m[1]!);
+    } catch {
+      throw badRequest(`invalid percent-encoding in "${m[1]!.slice(0, 256)}"`);
+    }
+    authorizeKubeconfig(identity, name);
+    const pass = this.deps.passes.get(name);
+    if (!pass) throw notFound(PASSES, name);
+    const context = new URL(req.url).searchParams.get("context") ?? undefined;
+    return new Response(await this.forPass(pass, context), { headers: { "content-type": "application/yaml" } });
+  }
+}

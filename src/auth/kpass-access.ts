@@ -1,0 +1,50 @@
+/**
+ * Who may do what on kpass's own API — the one place that decides it. Admin passes manage
+ * everything and see credentials; any other pass reads the Clusters it reaches and its own Pass
+ * and kubeconfig, and nothing else. What a pass may not read does not exist for it (404).
+ */
+import { GROUP } from "../core/api-group.ts";
+import type { StoredObject } from "../core/object.ts";
+import type { ApiError } from "../core/status.ts";
+import { forbiddenRequest } from "./forbidden.ts";
+import type { Identity } from "./identity.ts";
+import type { RequestAttributes } from "./request-attributes.ts";
+
+export type KpassResource = "clusters" | "passes";
+
+function attributes(verb: string, resource: string, name: string, subresource = ""): RequestAttributes {
+  return { isResourceRequest: true, verb, apiGroup: GROUP, apiVersion: "v1beta1", resource, subresource, namespace: "", name, path: "" };
+}
+
+function refuse(identity: Identity, a: RequestAttributes, reason: string): ApiError {
+  return forbiddenRequest(identity.user, a, `pass ${JSON.stringify(identity.pass)} ${reason}`);
+}
+
+/** Throws 403 unless `identity` may write (create, update, patch, delete) `resource`. */
+export function authorizeWrite(identity: Identity, verb: string, resource: KpassResource, name: string, subresource = ""): void {
+  if (!identity.isAdmin) throw refuse(identity, attributes(verb, resource, name, subresource), "is not an admin pass: only an admin pass may change kpass's objects");
+}
+
+/** Whether `object` of `resource` exists for `identity` (read, list, watch). */
+export function canSee(identity: Identity, resource: KpassResource, object: StoredObject): boolean {
+  if (identity.isAdmin) return true;
+  if (resource === "passes") return object.metadata.name === identity.pass;
+  return identity.reachesCluster(object);
+}
+
+/** Cluster credentials are shown to admin passes only. */
+export function seesCredentials(identity: Identity): boolean {
+  return identity.isAdmin;
+}
+
+/** Throws 403 unless `identity` may fetch the kubeconfig of pass `name`. */
+export function authorizeKubeconfig(identity: Identity, name: string): void {
+  if (!identity.isAdmin && identity.pass !== name) throw refuse(identity, attributes("get", "passes", name, "kubeconfig"), "may only fetch its own kubeconfig");
+}
+
+/** Throws 403 unless `identity` may read /metrics. */
+export function authorizeMetrics(identity: Identity): void {
+  if (!identity.isAdmin) {
+    throw refuse(identity, { isResourceRequest: false, verb: "get", apiGroup: "", apiVersion: "", resource: "", subresource: "", namespace: "", name: "", path: "/metrics" }, "is not an admin pass");
+  }
+}

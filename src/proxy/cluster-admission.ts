@@ -1,0 +1,122 @@
+/**
+ * The one admission step for a cluster-bound request, whichever entry point it came through (the
+ * REST proxy or the upgrade tunnel): parse the target, authenticate, plan (authorize, choose the
+ * transport, clean the headers), hold a stream lease if the request stays open — and, when any of
+ * it refuses, write the refusal to the audit log. Each entry point adds only its own checks.
+ */
+import type { AuditEvent } from "../audit/audit-log.ts";
+import type { Authenticator } from "../auth/authenticate.ts";
+import type { Identity } from "../auth/identity.ts";
+import type { StreamLease } from "../auth/open-streams.ts";
+import { asApiError, badRequest, type ApiError } from "../core/status.ts";
+import { planProxy, type ProxyDeps, type ProxyPlan } from "./plan.ts";
+import { clusterNameOf, parseProxyTarget, type ProxyTarget } from "./proxy-path.ts";
+
+export interface AuditSink {
+  readonly enabled: boolean;
+  record(event: AuditEvent): void;
+}
+
+export interface AdmissionDeps extends ProxyDeps {
+  authenticator: Authenticator;
+  audit: AuditSink;
+}
+
+export interface ClusterRequest {
+  /** The raw request target. */
+  target: string;
+  method: string;
+  headers: Headers;
+  upgrade: boolean;
+  sourceIP: string;
+}
+
+/** A request kpass let through: who sent it, where it goes, and the lease it holds (if any). */
+export interface Admitted {
+  request: ClusterRequest;
+  identity: Identity;
+  plan: ProxyPlan;
+  lease?: StreamLease;
+  startedAt: number;
+}
+
+/** What an entry point checks on top of the common steps; each may throw an ApiError. */
+export interface EntryChecks {
+  /** Before anything is parsed or authenticated (e.g. the tunnel's protocol and body rules). */
+  beforeParse?(): void;
+  /** On the parsed target; `undefined` when the target is not a cluster proxy path. */
+  onTarget?(target: ProxyTarget | undefined): void;
+  /** After authorization (e.g. escalation checks on the body that will be forwarded). */
+  afterPlan?(plan: ProxyPlan, identity: Identity): void | Promise<void>;
+  /** Whether the request stays open (watch, follow, tunnel), so that revoking the pass must end it. */
+  holdsStream(plan: ProxyPlan): boolean;
+}
+
+export interface Outcome {
+  status: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** Why it failed, when kpass (not the cluster) answered. */
+  message?: string;
+}
+
+export class ClusterAdmission {
+  constructor(private readonly deps: AdmissionDeps) {}
+
+  get auditing(): boolean {
+    return this.deps.audit.enabled;
+  }
+
+  /** Admits `request` or throws the ApiError that refuses it (already audited). */
+  async admit(request: ClusterRequest, checks: EntryChecks): Promise<Admitted> {
+    const startedAt = performance.now();
+    let identity: Identity | undefined;
+    let plan: ProxyPlan | undefined;
+    try {
+      checks.beforeParse?.();
+      const target = parseProxyTarget(request.target);
+      checks.onTarget?.(target);
+      if (!target) throw badRequest(`${request.target.slice(0, 256)} is not a cluster proxy path`);
+      identity = await this.deps.authenticator.authenticate(request.headers);
+      plan = planProxy(this.deps, identity, target, request);
+      await checks.afterPlan?.(plan, identity);
+      const lease = checks.holdsStream(plan) ? identity.openStream?.() : undefined;
+      return { request, identity, plan, lease, startedAt };
+    } catch (error) {
+      const refusal = asApiError(error);
+      this.refused(request, identity, plan, refusal);
+      throw refusal;
+    }
+  }
+
+  /** The audit line of a request that left kpass, written when it ended. */
+  finished(admitted: Admitted, outcome: Outcome): void {
+    const { identity, plan } = admitted;
+    this.deps.audit.record({
+      pass: identity.pass,
+      user: identity.user,
+      cluster: plan.cluster.metadata.name,
+      attributes: plan.decision.attributes,
+      target: plan.target.path + plan.target.search,
+      startedAt: admitted.startedAt,
+      impersonated: plan.decision.impersonate?.user,
+      sourceIP: admitted.request.sourceIP,
+      ...outcome,
+    });
+  }
+
+  private refused(request: ClusterRequest, identity: Identity | undefined, plan: ProxyPlan | undefined, error: ApiError): void {
+    this.deps.audit.record({
+      pass: identity?.pass ?? "",
+      user: identity?.user ?? "",
+      cluster: plan?.cluster.metadata.name ?? clusterNameOf(request.target),
+      attributes: plan?.decision.attributes,
+      target: request.target,
+      status: error.code,
+      bytesIn: 0,
+      bytesOut: 0,
+      message: error.message,
+      sourceIP: request.sourceIP,
+    });
+  }
+}

@@ -1,0 +1,49 @@
+/**
+ * The request handler behind the edge, in the order every request meets it: health and version
+ * (no credential), cluster-bound requests (admitted and forwarded by the REST proxy), and then
+ * kpass's own API after authentication. Every error becomes a Status response here.
+ */
+import type { KpassApi } from "../api/router.ts";
+import type { Authenticator } from "../auth/authenticate.ts";
+import type { RequestContext } from "../core/request-context.ts";
+import { asApiError, statusResponse } from "../core/status.ts";
+import { versionInfo } from "../api/discovery.ts";
+import { isProxyTarget } from "../proxy/proxy-path.ts";
+
+export type ApiRequestContext = Pick<RequestContext, "target" | "sourceIP"> & Partial<Pick<RequestContext, "onFinished">>;
+
+export interface HandlerDeps {
+  authenticator: Authenticator;
+  proxy: (req: Request, context: ApiRequestContext) => Promise<Response>;
+  api: KpassApi;
+  /** Sees the status of every response. */
+  observe?: (status: number) => void;
+}
+
+export function createHandler(deps: HandlerDeps): (req: Request, context: ApiRequestContext) => Promise<Response> {
+  async function route(req: Request, context: ApiRequestContext): Promise<Response> {
+    const path = context.target.split("?")[0]!;
+    switch (path) {
+      case "/healthz":
+      case "/livez":
+      case "/readyz":
+        return new Response("ok", { headers: { "content-type": "text/plain" } });
+      case "/version":
+        return Response.json(versionInfo());
+    }
+    if (isProxyTarget(context.target)) return deps.proxy(req, context);
+    const identity = await deps.authenticator.authenticate(req.headers);
+    return deps.api(req, identity, path);
+  }
+
+  return async function handle(req, context) {
+    let response: Response;
+    try {
+      response = await route(req, context);
+    } catch (error) {
+      response = statusResponse(asApiError(error));
+    }
+    deps.observe?.(response.status);
+    return response;
+  };
+}

@@ -1,0 +1,125 @@
+/** Wires kpass's parts together from its data directory and starts listening. Nothing else. */
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { clusterKind } from "../api/kinds/cluster.ts";
+import { passKind } from "../api/kinds/pass.ts";
+import { Kubeconfigs } from "../api/kubeconfigs.ts";
+import type { KindEndpoint } from "../api/rest.ts";
+import { createKpassApi } from "../api/router.ts";
+import { AuditLog } from "../audit/audit-log.ts";
+import { Authenticator } from "../auth/authenticate.ts";
+import { OpenStreams } from "../auth/open-streams.ts";
+import { loadOrCreateSigningKey } from "../auth/signing-key.ts";
+import { TokenService } from "../auth/tokens.ts";
+import type { Cluster } from "../core/cluster.ts";
+import type { StoredObject } from "../core/object.ts";
+import type { Pass } from "../core/pass.ts";
+import { raiseDescriptorLimit } from "../edge/descriptors.ts";
+import { startEdge } from "../edge/listener.ts";
+import { loadServingCertificates } from "../edge/serving-certificates.ts";
+import { createUpgradeHandler } from "../edge/upgrade-tunnel.ts";
+import { ClusterAdmission } from "../proxy/cluster-admission.ts";
+import { ClusterTransports } from "../proxy/cluster-transport.ts";
+import { HealthProber } from "../proxy/health-prober.ts";
+import { budgetConnections } from "../proxy/http1-client.ts";
+import { createRestProxy } from "../proxy/rest-proxy.ts";
+import { FilePersistence } from "../store/file-persistence.ts";
+import { ObjectStore, RevisionClock } from "../store/object-store.ts";
+import { ensureAdminPass, writeAdminKubeconfig } from "./admin-kubeconfig.ts";
+import { createHandler } from "./handler.ts";
+import { Metrics } from "./metrics.ts";
+
+export interface ServerConfig {
+  dataDir: string;
+  hostname: string;
+  port: number;
+  sans: string[];
+  externalUrl?: string;
+  tlsCertFile?: string;
+  tlsKeyFile?: string;
+  caFile?: string;
+  probeIntervalMs: number;
+  /** Longest wait for a cluster's response head when the request names no `?timeout=`. */
+  upstreamTimeoutMs: number;
+  /** TCP connect + TLS handshake budget toward a cluster. */
+  connectTimeoutMs?: number;
+  /** Concurrent watches and tunnels one pass may hold (0: unbounded). */
+  maxStreamsPerPass?: number;
+  /** Seconds an idle client keep-alive connection stays open. */
+  idleTimeoutSeconds?: number;
+  audit: { file: boolean; stdout: boolean; maxBytes: number; maxBackups?: number };
+}
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  adminKubeconfigPath: string;
+  stop(): Promise<void>;
+}
+
+async function openStores(dataDir: string): Promise<{ clusters: ObjectStore<Cluster>; passes: ObjectStore<Pass> }> {
+  const persistence = new FilePersistence(join(dataDir, "objects"));
+  const clock = new RevisionClock();
+  const clusters = new ObjectStore<Cluster>("clusters", clock, persistence);
+  const passes = new ObjectStore<Pass>("passes", clock, persistence);
+  await clusters.load();
+  await passes.load();
+  return { clusters, passes };
+}
+
+function listenUrl(hostname: string, port: number): string {
+  const host = hostname === "0.0.0.0" || hostname === "::" ? "127.0.0.1" : hostname;
+  return `https://${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
+
+export async function startServer(config: ServerConfig): Promise<RunningServer> {
+  await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+  const certificates = await loadServingCertificates({ dataDir: config.dataDir, sans: config.sans, certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, caFile: config.caFile });
+  const tokens = new TokenService(await loadOrCreateSigningKey(join(config.dataDir, "token-signing.jwk")));
+  const { clusters, passes } = await openStores(config.dataDir);
+  const transports = new ClusterTransports({ connectTimeoutMs: config.connectTimeoutMs ?? Math.min(config.upstreamTimeoutMs, 10_000) });
+  const streams = new OpenStreams(passes, { maxPerPass: config.maxStreamsPerPass ?? 1000 });
+  const authenticator = new Authenticator(tokens, passes, streams);
+  const audit = new AuditLog({ path: config.audit.file ? join(config.dataDir, "audit.log") : undefined, stdout: config.audit.stdout, maxBytes: config.audit.maxBytes, maxBackups: config.audit.maxBackups });
+  const metrics = new Metrics();
+  let serverUrl = config.externalUrl ?? "";
+  const kubeconfigs = new Kubeconfigs({ tokens, authenticator, passes, clusters, caPem: certificates.caPem, serverUrl: () => serverUrl });
+  // The token is shown once, in the create response; kpass keeps only the key that signs it.
+  const passEndpoint: KindEndpoint<Pass> = { kind: passKind, store: passes, createdResponse: async (pass) => ({ status: { ...pass.status, token: await tokens.mint(pass.metadata.name, pass.metadata.uid) } }) };
+  const endpoints = [{ kind: clusterKind, store: clusters }, passEndpoint] as unknown as KindEndpoint<StoredObject>[];
+  const admission = new ClusterAdmission({ authenticator, clusters, transports, audit });
+  const handler = createHandler({
+    authenticator,
+    proxy: createRestProxy({ admission, headerTimeoutMs: config.upstreamTimeoutMs }),
+    api: createKpassApi({ endpoints, kubeconfigs, metrics: () => metrics.render({ clusters: clusters.size, passes: passes.size }) }),
+    observe: (status) => metrics.observe(status),
+  });
+  const descriptors = await raiseDescriptorLimit();
+  if (descriptors !== undefined) console.error(`kpass: descriptor limit ${descriptors}: room for ${budgetConnections(descriptors)} concurrent connections to clusters`);
+  const edge = startEdge({
+    hostname: config.hostname,
+    port: config.port,
+    tls: { cert: certificates.certPem, key: certificates.keyPem },
+    handle: handler,
+    upgrade: createUpgradeHandler({ admission, headerTimeoutMs: config.upstreamTimeoutMs }),
+    idleTimeoutSeconds: config.idleTimeoutSeconds,
+  });
+  const url = listenUrl(config.hostname, edge.port);
+  serverUrl ||= url;
+  const adminKubeconfigPath = join(config.dataDir, "admin.kubeconfig");
+  // Rewritten (atomically) on every start so it always names the address kpass listens on now;
+  // a current-context the user chose is kept while that context exists, else it is `kpass`.
+  await writeAdminKubeconfig(adminKubeconfigPath, await kubeconfigs.forPass(await ensureAdminPass(passes)));
+  const prober = new HealthProber(clusters, transports, config.probeIntervalMs, Math.min(config.upstreamTimeoutMs, 10_000));
+  prober.start();
+  return {
+    url,
+    port: edge.port,
+    adminKubeconfigPath,
+    async stop() {
+      prober.stop();
+      streams.stop();
+      edge.stop(true);
+    },
+  };
+}
