@@ -89,8 +89,14 @@ function respond(body: unknown, status: number, warnings: string[] = []): Respon
   return new Response(JSON.stringify(body), { status, headers: warningHeaders(warnings) });
 }
 
+/** JSON with object keys sorted, so that two equal values always print alike. */
+function canonical(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) => (v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v));
+}
+
+/** Generation counts spec changes by value, as Kubernetes does: key order is not a change. */
 function specChanged(a: StoredObject, b: StoredObject): boolean {
-  return JSON.stringify(a.spec) !== JSON.stringify(b.spec);
+  return canonical(a.spec) !== canonical(b.spec);
 }
 
 /** A view of the list a caller may see, honouring label/field selectors, limit and continue. */

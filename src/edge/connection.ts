@@ -29,6 +29,8 @@ export interface ConnectionOptions {
   headTimeoutSeconds: number;
   /** Seconds a keep-alive connection may wait for its next request. */
   idleTimeoutSeconds: number;
+  /** Sees every well-framed request the edge itself refuses (dot segments), for the audit log. */
+  onRefused?(context: RequestContext, headers: Headers, error: ApiError): void;
 }
 
 type BodyReader = { kind: "length"; remaining: number } | { kind: "chunked"; decoder: ChunkedDecoder };
@@ -207,6 +209,13 @@ export class ClientConnection implements ResponseSink {
     void this.serve(head, context);
   }
 
+  /** A target with a dot segment: never resolved, never forwarded, answered 404 as kube-apiserver does. */
+  private refusedAtEdge(context: RequestContext, headers: Headers): ApiError {
+    const error = pathNotFound(context.target.split("?")[0]!);
+    this.options.onRefused?.(context, headers, error);
+    return error;
+  }
+
   /** Answers with a Status and closes: the rest of the connection's bytes cannot be framed. */
   private async refuse(error: ApiError): Promise<void> {
     this.state = "closing";
@@ -219,7 +228,7 @@ export class ClientConnection implements ResponseSink {
     this.state = "upgrade";
     // Nothing after an upgrade head is read until the cluster has said 101.
     this.socket?.pause();
-    if (hasDotSegment(head.target)) return void this.refuse(pathNotFound(head.target.split("?")[0]!));
+    if (hasDotSegment(head.target)) return void this.refuse(this.refusedAtEdge(context, head.headers));
     const client: UpgradeClient = {
       respond: async (response) => {
         this.state = "closing";
@@ -286,7 +295,7 @@ export class ClientConnection implements ResponseSink {
       if (rest.byteLength > 0) this.append(rest);
     }
     let response: Response;
-    if (hasDotSegment(head.target)) response = statusResponse(pathNotFound(head.target.split("?")[0]!));
+    if (hasDotSegment(head.target)) response = statusResponse(this.refusedAtEdge(context, head.headers));
     else {
       try {
         const request = new Request(BASE_URL + head.target, { method: head.method, headers: head.headers, body, signal: abort.signal, duplex: "half" } as RequestInit);

@@ -1,5 +1,5 @@
 import type { TCPSocketListener } from "bun";
-import { ClientConnection, type RequestHandler, type UpgradeHandler } from "./connection.ts";
+import { ClientConnection, type ConnectionOptions, type RequestHandler, type UpgradeHandler } from "./connection.ts";
 import { HTTP11_ALPN } from "./request-head.ts";
 
 export interface EdgeOptions {
@@ -12,6 +12,7 @@ export interface EdgeOptions {
   headTimeoutSeconds?: number;
   /** Seconds a keep-alive connection with no request in flight stays open. */
   idleTimeoutSeconds?: number;
+  onRefused?: ConnectionOptions["onRefused"];
 }
 
 /** The TLS listener: every connection is framed and served by its own ClientConnection. */
@@ -21,6 +22,7 @@ export function startEdge(options: EdgeOptions): TCPSocketListener<ClientConnect
     upgrade: options.upgrade,
     headTimeoutSeconds: options.headTimeoutSeconds ?? 30,
     idleTimeoutSeconds: options.idleTimeoutSeconds ?? 120,
+    onRefused: options.onRefused,
   };
   return Bun.listen<ClientConnection>({
     hostname: options.hostname,

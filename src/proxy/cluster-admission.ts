@@ -42,7 +42,7 @@ export interface Admitted {
 
 /** What an entry point checks on top of the common steps; each may throw an ApiError. */
 export interface EntryChecks {
-  /** Before anything is parsed or authenticated (e.g. the tunnel's protocol and body rules). */
+  /** After authentication, before the target is parsed (e.g. the tunnel's protocol and body rules). */
   beforeParse?(): void;
   /** On the parsed target; `undefined` when the target is not a cluster proxy path. */
   onTarget?(target: ProxyTarget | undefined): void;
@@ -73,11 +73,13 @@ export class ClusterAdmission {
     let identity: Identity | undefined;
     let plan: ProxyPlan | undefined;
     try {
+      // Who is asking comes first, as in kube-apiserver's filter chain: an anonymous request is
+      // told 401 whatever else is wrong with it, and every later refusal names the pass.
+      identity = await this.deps.authenticator.authenticate(request.headers);
       checks.beforeParse?.();
       const target = parseProxyTarget(request.target);
       checks.onTarget?.(target);
       if (!target) throw badRequest(`${request.target.slice(0, 256)} is not a cluster proxy path`);
-      identity = await this.deps.authenticator.authenticate(request.headers);
       plan = planProxy(this.deps, identity, target, request);
       await checks.afterPlan?.(plan, identity);
       const lease = checks.holdsStream(plan) ? identity.openStream?.() : undefined;
@@ -103,6 +105,12 @@ export class ClusterAdmission {
       sourceIP: admitted.request.sourceIP,
       ...outcome,
     });
+  }
+
+  /** A cluster-bound request the edge refused before admission (a dot segment), audited like the others. */
+  async refusedAtEdge(target: string, headers: Headers, sourceIP: string, error: ApiError): Promise<void> {
+    const identity = await this.deps.authenticator.authenticate(headers).catch(() => undefined);
+    this.refused({ target, method: "", headers, upgrade: false, sourceIP }, identity, undefined, error);
   }
 
   private refused(request: ClusterRequest, identity: Identity | undefined, plan: ProxyPlan | undefined, error: ApiError): void {

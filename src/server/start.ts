@@ -22,6 +22,7 @@ import { ClusterAdmission } from "../proxy/cluster-admission.ts";
 import { ClusterTransports } from "../proxy/cluster-transport.ts";
 import { HealthProber } from "../proxy/health-prober.ts";
 import { budgetConnections } from "../proxy/http1-client.ts";
+import { isProxyTarget } from "../proxy/proxy-path.ts";
 import { createRestProxy } from "../proxy/rest-proxy.ts";
 import { FilePersistence } from "../store/file-persistence.ts";
 import { ObjectStore, RevisionClock } from "../store/object-store.ts";
@@ -103,6 +104,9 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     handle: handler,
     upgrade: createUpgradeHandler({ admission, headerTimeoutMs: config.upstreamTimeoutMs }),
     idleTimeoutSeconds: config.idleTimeoutSeconds,
+    onRefused: (context, headers, error) => {
+      if (isProxyTarget(context.target)) void admission.refusedAtEdge(context.target, headers, context.sourceIP, error);
+    },
   });
   const url = listenUrl(config.hostname, edge.port);
   serverUrl ||= url;

@@ -1,6 +1,7 @@
 import { mkdir, open, readdir, readFile, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import type { StoredObject } from "../core/object.ts";
+import { isDnsSubdomain, type StoredObject } from "../core/object.ts";
+import { internalError } from "../core/status.ts";
 
 /**
  * One JSON file per object under `<root>/<resource>/`. A write is durable before it returns:
@@ -14,20 +15,25 @@ export class FilePersistence {
     return join(this.root, resource);
   }
 
+  /**
+   * Every object of `resource`. A file that is not a readable object named like its file is moved
+   * aside (`<file>.corrupt`, kept for a human) and reported: one bad file must neither stop kpass
+   * from starting nor hide the other objects.
+   */
   async loadAll(resource: string): Promise<StoredObject[]> {
     const dir = this.directory(resource);
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const objects: StoredObject[] = [];
     for (const file of await readdir(dir)) {
       if (!file.endsWith(".json") || file.startsWith(".")) continue;
-      const text = await readFile(join(dir, file), "utf8");
-      objects.push(JSON.parse(text) as StoredObject);
+      const object = await readObject(join(dir, file), file.slice(0, -".json".length));
+      if (object) objects.push(object);
     }
     return objects;
   }
 
   write(resource: string, object: StoredObject): Promise<void> {
-    return this.writeAtomically(this.directory(resource), `${object.metadata.name}.json`, JSON.stringify(object, null, 2));
+    return this.writeAtomically(this.directory(resource), fileName(object.metadata.name), JSON.stringify(object, null, 2));
   }
 
   /**
@@ -37,7 +43,7 @@ export class FilePersistence {
   async remove(resource: string, name: string, revision: number): Promise<void> {
     const dir = this.directory(resource);
     await this.writeAtomically(this.root, "revision", String(revision));
-    await unlink(join(dir, `${name}.json`));
+    await unlink(join(dir, fileName(name)));
     await syncDirectory(dir);
   }
 
@@ -69,6 +75,26 @@ export class FilePersistence {
     }
     await syncDirectory(dir);
   }
+}
+
+/** The file of object `name`; a name that could leave the directory is a bug above (a 500, never a path). */
+function fileName(name: string): string {
+  if (!isDnsSubdomain(name)) throw internalError(`refusing to store an object named ${JSON.stringify(name.slice(0, 256))}: not a DNS subdomain`);
+  return `${name}.json`;
+}
+
+async function readObject(path: string, name: string): Promise<StoredObject | undefined> {
+  let problem: string;
+  try {
+    const object = JSON.parse(await readFile(path, "utf8")) as StoredObject | null;
+    if (object && typeof object === "object" && object.metadata?.name === name && isDnsSubdomain(name)) return object;
+    problem = "not an object named like its file";
+  } catch (error) {
+    problem = (error as Error).message;
+  }
+  console.error(`kpass: ${path}: ${problem}; moved aside to ${path}.corrupt, not loaded`);
+  await rename(path, `${path}.corrupt`).catch((error: Error) => console.error(`kpass: could not move ${path} aside: ${error.message}`));
+  return undefined;
 }
 
 async function syncDirectory(dir: string): Promise<void> {

@@ -1,6 +1,7 @@
 import type { FilePersistence } from "./file-persistence.ts";
-import { timestamp, type StoreEvent, type StoredObject, type WatchEventType } from "../core/object.ts";
-import { ApiError } from "../core/status.ts";
+import { isDnsSubdomain, timestamp, type StoreEvent, type StoredObject, type WatchEventType } from "../core/object.ts";
+import { GROUP } from "../core/api-group.ts";
+import { alreadyExists, ApiError, conflict, gone, invalid, notFound, type GroupResource } from "../core/status.ts";
 
 /** A global, monotonically increasing revision shared by every store, as etcd's is. */
 export class RevisionClock {
@@ -77,12 +78,10 @@ export class ObjectStore<T extends StoredObject> {
   create(object: T): Promise<T> {
     return this.serialize(async () => {
       const name = object.metadata.name;
+      // Names become file names: checked here too, whoever calls (the REST layer checks first).
+      if (!isDnsSubdomain(name)) throw invalid({ group: GROUP, kind: object.kind }, name, [{ field: "metadata.name", message: `Invalid value: ${JSON.stringify(name)}: must be a lowercase RFC 1123 subdomain` }]);
       if (this.objects.has(name)) {
-        throw new ApiError(409, "AlreadyExists", `${this.resource}.cluster.kpass.dev "${name}" already exists`, {
-          name,
-          group: "cluster.kpass.dev",
-          kind: this.resource,
-        });
+        throw alreadyExists(this.groupResource, name);
       }
       const stored = this.stamp(object, {
         uid: crypto.randomUUID(),
@@ -106,12 +105,7 @@ export class ObjectStore<T extends StoredObject> {
       const next = change(current);
       const expected = next.metadata.resourceVersion;
       if (expected && expected !== current.metadata.resourceVersion) {
-        throw new ApiError(
-          409,
-          "Conflict",
-          `Operation cannot be fulfilled on ${this.resource}.cluster.kpass.dev "${name}": the object has been modified; please apply your changes to the latest version and try again`,
-          { name, group: "cluster.kpass.dev", kind: this.resource },
-        );
+        throw conflict(this.groupResource, name, "the object has been modified; please apply your changes to the latest version and try again");
       }
       const generation = current.metadata.generation + (options.bumpGeneration?.(current, next) ? 1 : 0);
       const stored = this.stamp(next, {
@@ -162,7 +156,7 @@ export class ObjectStore<T extends StoredObject> {
     } else if (fromRevision !== this.clock.value) {
       // Older than the history kept, or from a future this process never wrote (a restart).
       if (fromRevision < this.historyStart || fromRevision > this.clock.value) {
-        throw new ApiError(410, "Gone", `too old resource version: ${fromRevision} (${this.clock.value})`);
+        throw gone(`too old resource version: ${fromRevision} (${this.clock.value})`);
       }
       for (const event of this.history) if (event.revision > fromRevision) listener(event);
     }
@@ -197,10 +191,10 @@ export class ObjectStore<T extends StoredObject> {
   }
 
   private notFound(name: string): ApiError {
-    return new ApiError(404, "NotFound", `${this.resource}.cluster.kpass.dev "${name}" not found`, {
-      name,
-      group: "cluster.kpass.dev",
-      kind: this.resource,
-    });
+    return notFound(this.groupResource, name);
+  }
+
+  private get groupResource(): GroupResource {
+    return { group: GROUP, resource: this.resource };
   }
 }
