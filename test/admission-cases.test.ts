@@ -103,8 +103,9 @@ const CASES: Case[] = [
   { name: "a well-formed token kpass did not sign", who: "unknownSigner", want: unauthenticated("not a valid kpass pass token") },
   { name: "the token of a deleted pass", who: "revoked", want: unauthenticated('pass "revoked" has been revoked') },
   { name: "the token of an expired pass", who: "expired", want: unauthenticated('pass "expired" expired at') },
-  { name: "a pass that does not reach the cluster", who: "elsewhere", want: { status: 403, reason: "Forbidden", message: 'does not reach cluster "c1"', auditPass: "elsewhere" } },
-  { name: "a pass whose rules deny exec", who: "viewer", want: { status: 403, reason: "Forbidden", message: 'cannot create pods/exec', auditPass: "viewer" } },
+  // A cluster the pass does not reach does not exist for it: the same 404 as an unknown one.
+  { name: "a pass that does not reach the cluster", who: "elsewhere", want: { status: 404, reason: "NotFound", message: 'clusters.cluster.kpass.dev "c1" not found', auditPass: "elsewhere" } },
+  { name: "a pass whose rules deny exec", who: "viewer", want: { status: 403, reason: "Forbidden", message: 'pods "web-0" is forbidden: User "viewer" cannot create resource "pods/exec" in API group "" in the namespace "default": the pass "viewer" on cluster "c1" does not allow it', auditPass: "viewer" } },
   { name: "an unknown cluster", who: "editor", cluster: "nope", want: { status: 404, reason: "NotFound", message: '"nope" not found', auditPass: "editor" } },
   { name: "%00 in the proxied path", who: "editor", path: "/api/v1/namespaces/default/pods/web-0%00/exec", want: { status: 400, reason: "BadRequest", message: "invalid", auditPass: "editor" } },
   { name: "an invalid percent-encoding in the proxied path", who: "editor", path: "/api/v1/namespaces/default/pods/web-%zz/exec", want: { status: 400, reason: "BadRequest", message: "invalid", auditPass: "editor" } },
@@ -113,7 +114,7 @@ const CASES: Case[] = [
   { name: "a %2e%2e segment in the proxied path", who: "editor", path: "/api/v1/namespaces/default/pods/web-0/%2e%2e/web-0/exec", want: { status: 404, reason: "NotFound", message: "could not find the requested resource", auditPass: "editor" } },
   // Authentication comes first, as in kube-apiserver: without a token, a bad path is a 401.
   { name: "%00 in the proxied path and no Authorization header", who: null, path: "/api/v1/namespaces/default/pods/web-0%00/exec", want: unauthenticated("no bearer token") },
-  { name: "--as a user the pass may not impersonate", who: "editor", headers: ["Impersonate-User: someone"], want: { status: 403, reason: "Forbidden", message: 'cannot impersonate user "someone"', auditPass: "editor" } },
+  { name: "--as a user the pass may not impersonate", who: "editor", headers: ["Impersonate-User: someone"], want: { status: 403, reason: "Forbidden", message: 'users "someone" is forbidden: User "editor" cannot impersonate resource "users" in API group "" at the cluster scope: the pass "editor" on cluster "c1" has no impersonate rule for user "someone"', auditPass: "editor" } },
   { name: "an Impersonate-* header Kubernetes does not define", who: "editor", headers: ["Impersonate-Foo: bar"], want: { status: 403, reason: "Forbidden", message: "impersonate-foo", auditPass: "editor" } },
 ];
 

@@ -149,7 +149,7 @@ describe("the tunnel's edges", () => {
     for (const version of ["1.27", "1.33"] as const) {
       const refused = await runKubectl(version, ["--kubeconfig", viewer, "exec", "web-0", "--", "id"]);
       expect(refused.exitCode).not.toBe(0);
-      expect(refused.stderr).toContain("cannot create pods/exec");
+      expect(refused.stderr).toContain('cannot create resource "pods/exec"');
     }
     const impersonating = await runKubectl("1.33", ["--kubeconfig", kubeconfig, "--context", "token", "exec", "web-0", "--as", "someone", "--", "true"]);
     expect(impersonating.exitCode).toBe(0);
@@ -157,7 +157,7 @@ describe("the tunnel's edges", () => {
     const editorConfig = writeKubeconfig(kpass, (await editor.json()).status.token, { token: proxyUrl(kpass, "token") });
     const as = await runKubectl("1.27", ["--kubeconfig", editorConfig, "exec", "web-0", "--as", "root", "--", "true"]);
     expect(as.exitCode).not.toBe(0);
-    expect(as.stderr).toContain('cannot impersonate user "root"');
+    expect(as.stderr).toContain('users "root" is forbidden: User "editor" cannot impersonate resource "users"');
     expect(tokenCluster.requests.filter((r) => r.path.endsWith("/exec")).length).toBe(before + 1);
   });
 

@@ -7,11 +7,13 @@ import { methodNotAllowed, pathNotFound } from "../core/status.ts";
 import { apiGroup, apiGroupList, apiResourceList, apiVersions, OPENAPI_V2_PROTOBUF, openApiV2Protobuf, openApiV3Document, openApiV3Index } from "./discovery.ts";
 import type { KindDefinition } from "./kind.ts";
 import type { Kubeconfigs } from "./kubeconfigs.ts";
+import type { SelfReviews } from "./self-reviews.ts";
 import { create, listOrWatch, patch, read, remove, replace, type KindEndpoint } from "./rest.ts";
 
 export interface KpassApiDeps {
   endpoints: KindEndpoint<StoredObject>[];
   kubeconfigs: Kubeconfigs;
+  selfReviews: SelfReviews;
   /** The Prometheus text for /metrics. */
   metrics(): string;
 }
@@ -67,8 +69,8 @@ export function createKpassApi(deps: KpassApiDeps): KpassApi {
   const kinds = deps.endpoints.map((e) => e.kind);
   const byPlural = new Map(deps.endpoints.map((e) => [e.kind.plural, e]));
   return async function serve(req, identity, path) {
-    const kubeconfig = await deps.kubeconfigs.route(req, identity, path);
-    if (kubeconfig) return kubeconfig;
+    const routed = (await deps.kubeconfigs.route(req, identity, path)) ?? (await deps.selfReviews.route(req, identity, path));
+    if (routed) return routed;
     if (path.startsWith(GROUP_PREFIX + "/")) return objects(req, identity, path, byPlural);
     if (req.method !== "GET") throw methodNotAllowed(req.method, path);
     if (path === "/metrics") {

@@ -26,7 +26,7 @@ export interface AuditEvent {
   cluster: string;
   /** Absent when refused before authorization read the request. */
   attributes?: AuditAttributes;
-  /** The path and query on the cluster; the raw request target when refused before it was parsed. */
+  /** The path and query on the cluster for a request that left kpass; the raw request target for a refusal. */
   target: string;
   status: number;
   bytesIn: number;

@@ -1,9 +1,23 @@
-import { badRequest, forbiddenMessage } from "../core/status.ts";
+import { CLUSTERS } from "../core/api-group.ts";
+import { badRequest, forbiddenMessage, notFound } from "../core/status.ts";
+import { forbiddenRequest } from "./forbidden.ts";
+import { isSelfReview } from "./self-review.ts";
 import type { ImpersonationHeaders } from "./identity.ts";
 import type { Identity } from "./identity.ts";
 import { rulesAllow } from "./policy-rules.ts";
-import { describeAttributes, isDiscoveryPath, PathError, requestAttributes, type RequestAttributes } from "./request-attributes.ts";
+import { isDiscoveryPath, PathError, requestAttributes, type RequestAttributes } from "./request-attributes.ts";
 import type { Cluster } from "../core/cluster.ts";
+
+/** What authorization reads of a request to a cluster. */
+export interface ProxyRequest {
+  method: string;
+  path: string;
+  search: string;
+  headers: Headers;
+  /** Header lines as sent, repeated ones separate; absent when only merged headers are known. */
+  rawHeaders?: readonly (readonly [string, string])[];
+  upgrade: boolean;
+}
 
 export interface ProxyDecision {
   attributes: RequestAttributes;
@@ -11,8 +25,8 @@ export interface ProxyDecision {
   impersonate?: ImpersonationHeaders;
 }
 
-function who(identity: Identity): string {
-  return `pass "${identity.pass}" (user "${identity.user}")`;
+function passOn(identity: Identity, cluster: string): string {
+  return `the pass ${JSON.stringify(identity.pass)} on cluster ${JSON.stringify(cluster)}`;
 }
 
 function parseAttributes(method: string, path: string, search: string, upgrade: boolean): RequestAttributes {
@@ -97,11 +111,20 @@ export function impersonationChecks(asked: ImpersonationHeaders): ImpersonationC
   return checks;
 }
 
-/** Comma-separated header values (repeated headers arrive joined with ", "); an empty element is refused. */
-function headerList(value: string, header: string): string[] {
-  const items = value.split(",").map((v) => v.trim());
-  if (items.some((v) => v === "")) throw badRequest(`${header} has an empty value`);
-  return items;
+/**
+ * The values of a repeatable header, one per header line as Go's http.Header keeps them (a group
+ * name may contain commas). Without the raw lines, the joined value is split on ", " — the best a
+ * merged Headers object can tell. An empty value is refused.
+ */
+function headerValues(name: string, headers: Headers, rawHeaders: readonly (readonly [string, string])[] | undefined, label: string): string[] {
+  let values: string[];
+  if (rawHeaders) values = rawHeaders.filter(([n]) => n.toLowerCase() === name).map(([, v]) => v.trim());
+  else {
+    const joined = headers.get(name);
+    values = joined === null ? [] : joined.split(",").map((v) => v.trim());
+  }
+  if (values.some((v) => v === "")) throw badRequest(`${label} has an empty value`);
+  return values;
 }
 
 /**
@@ -109,9 +132,8 @@ function headerList(value: string, header: string): string[] {
  * undefined when it asks for none. Throws 400 for what kube-apiserver would also refuse (groups, extras
  * or a uid without a user) and 403 for Impersonate-* headers Kubernetes does not define.
  */
-export function parseImpersonationHeaders(headers: Headers): ImpersonationHeaders | undefined {
+export function parseImpersonationHeaders(headers: Headers, rawHeaders?: readonly (readonly [string, string])[]): ImpersonationHeaders | undefined {
   const user = headers.get("impersonate-user") ?? "";
-  const groupHeader = headers.get("impersonate-group");
   const uid = headers.get("impersonate-uid") ?? "";
   const extra: Record<string, string[]> = {};
   const unknown: string[] = [];
@@ -124,13 +146,13 @@ export function parseImpersonationHeaders(headers: Headers): ImpersonationHeader
     const encoded = name.slice(EXTRA_PREFIX.length);
     const key = unescapeExtraKey(encoded);
     if (encoded === "" || key === undefined || key === "") throw badRequest(`header ${name} does not name an extra key kpass can check`);
-    (extra[key] ??= []).push(...headerList(value, name));
+    (extra[key] ??= []).push(...headerValues(name, headers, rawHeaders, name));
   }
   if (unknown.length > 0) throw forbiddenMessage(`kpass does not forward the impersonation header(s) ${unknown.join(", ")}`);
-  const groups = groupHeader === null ? [] : headerList(groupHeader, "Impersonate-Group");
+  const groups = headerValues("impersonate-group", headers, rawHeaders, "Impersonate-Group");
   const hasExtra = Object.keys(extra).length > 0;
   if (user === "") {
-    if (groups.length > 0 || hasExtra || uid !== "") throw badRequest("requested Impersonate-Group, Impersonate-Extra or Impersonate-Uid without impersonating a user");
+    if (groups.length > 0 || hasExtra || uid !== "") throw badRequest(`requested ${describeWithoutUser(groups, extra, uid)} without impersonating a user`);
     return undefined;
   }
   const asked: ImpersonationHeaders = { user, groups };
@@ -139,16 +161,24 @@ export function parseImpersonationHeaders(headers: Headers): ImpersonationHeader
   return asked;
 }
 
+/** What kube-apiserver lists when groups, extras or a uid come without a user. */
+function describeWithoutUser(groups: string[], extra: Record<string, string[]>, uid: string): string {
+  const parts = groups.map((g) => `group ${JSON.stringify(g)}`);
+  for (const [key, values] of Object.entries(extra)) for (const v of values) parts.push(`user-extra ${JSON.stringify(key)}=${JSON.stringify(v)}`);
+  if (uid !== "") parts.push(`uid ${JSON.stringify(uid)}`);
+  return `impersonation of ${parts.join(", ")}`;
+}
+
 /**
  * A client's own `--as`/`--as-group`/`--as-uid`/`--as-user-extra`, honoured only where the pass has an
  * impersonate rule for every part of it, exactly as kube-apiserver would require of the pass's user.
  */
-function requestedImpersonation(identity: Identity, headers: Headers, clusterName: string): ImpersonationHeaders | undefined {
-  const asked = parseImpersonationHeaders(headers);
+function requestedImpersonation(identity: Identity, request: ProxyRequest, clusterName: string): ImpersonationHeaders | undefined {
+  const asked = parseImpersonationHeaders(request.headers, request.rawHeaders);
   if (!asked) return undefined;
   for (const check of impersonationChecks(asked)) {
     if (!rulesAllow(identity.rules, check.attributes)) {
-      throw forbiddenMessage(`${who(identity)} cannot impersonate ${check.what} on cluster "${clusterName}": the pass has no impersonate rule for it`);
+      throw forbiddenRequest(identity.user, check.attributes, `${passOn(identity, clusterName)} has no impersonate rule for ${check.what}`);
     }
   }
   return asked;
@@ -158,17 +188,20 @@ function requestedImpersonation(identity: Identity, headers: Headers, clusterNam
  * Decides whether `identity` may send this request to `cluster`, and with which identity headers.
  * Discovery of a reachable cluster is always allowed; everything else must match a pass rule.
  */
-export function authorizeProxy(identity: Identity, cluster: Cluster, request: { method: string; path: string; search: string; headers: Headers; upgrade: boolean }): ProxyDecision {
+export function authorizeProxy(identity: Identity, cluster: Cluster, request: ProxyRequest): ProxyDecision {
   const name = cluster.metadata.name;
-  if (!identity.reachesCluster(cluster)) throw forbiddenMessage(`${who(identity)} does not reach cluster "${name}"`);
+  // A cluster the pass does not reach does not exist for it, as on kpass's own API.
+  if (!identity.reachesCluster(cluster)) throw notFound(CLUSTERS, name);
   const attributes = parseAttributes(request.method, request.path, request.search, request.upgrade);
+  // Discovery is the same for everyone, and every authenticated user may ask who they are and
+  // what they may do (system:basic-user); the answers themselves are narrowed to the pass.
   const discovery = !attributes.isResourceRequest && isDiscoveryPath(attributes.path) && attributes.verb === "get";
-  if (!discovery && !rulesAllow(identity.rules, attributes)) {
-    throw forbiddenMessage(`${who(identity)} cannot ${describeAttributes(attributes)} on cluster "${name}"`);
+  if (!discovery && !isSelfReview(attributes) && !rulesAllow(identity.rules, attributes)) {
+    throw forbiddenRequest(identity.user, attributes, `${passOn(identity, name)} does not allow it`);
   }
   let asked: ImpersonationHeaders | undefined;
   try {
-    asked = requestedImpersonation(identity, request.headers, name);
+    asked = requestedImpersonation(identity, request, name);
   } catch (error) {
     // Discovery is the same for every identity: answer it as the pass itself, so that kubectl
     // reaches the real request and prints why the impersonation was refused there.

@@ -7,6 +7,8 @@ import { GROUP } from "../core/api-group.ts";
 import type { StoredObject } from "../core/object.ts";
 import type { ApiError } from "../core/status.ts";
 import { forbiddenRequest } from "./forbidden.ts";
+import { IMPLICIT_RULES } from "./self-review.ts";
+import type { PolicyRule } from "../core/pass.ts";
 import type { Identity } from "./identity.ts";
 import type { RequestAttributes } from "./request-attributes.ts";
 
@@ -47,4 +49,17 @@ export function authorizeMetrics(identity: Identity): void {
   if (!identity.isAdmin) {
     throw refuse(identity, { isResourceRequest: false, verb: "get", apiGroup: "", apiVersion: "", resource: "", subresource: "", namespace: "", name: "", path: "/metrics" }, "is not an admin pass");
   }
+}
+
+/**
+ * The same decisions as rules, for `kubectl auth can-i --list` and access reviews on kpass's own
+ * API: an admin pass may do anything there; any other pass may list and watch Clusters and Passes
+ * (it sees only its own), read the Clusters it reaches and its own Pass and kubeconfig.
+ */
+export function kpassRules(identity: Identity, reachableClusters: readonly string[]): PolicyRule[] {
+  if (identity.isAdmin) return [{ verbs: ["*"], apiGroups: [GROUP], resources: ["*"] }, { verbs: ["get"], nonResourceURLs: ["/metrics"] }, ...IMPLICIT_RULES];
+  const rules: PolicyRule[] = [{ verbs: ["list", "watch"], apiGroups: [GROUP], resources: ["clusters", "passes"] }];
+  if (reachableClusters.length > 0) rules.push({ verbs: ["get"], apiGroups: [GROUP], resources: ["clusters"], resourceNames: [...reachableClusters] });
+  rules.push({ verbs: ["get"], apiGroups: [GROUP], resources: ["passes", "passes/kubeconfig"], resourceNames: [identity.pass] });
+  return [...rules, ...IMPLICIT_RULES];
 }

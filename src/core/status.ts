@@ -84,6 +84,11 @@ export interface GroupKind {
   kind: string;
 }
 
+/** A name in a message, quoted and escaped as Go's %q would (a name cannot forge the sentence around it). */
+function quote(name: string): string {
+  return JSON.stringify(name);
+}
+
 /** `resource.group`, or `resource` alone for the core group. */
 export function qualifiedResource(gr: GroupResource): string {
   return gr.group ? `${gr.resource}.${gr.group}` : gr.resource;
@@ -112,20 +117,20 @@ export const forbiddenMessage = (message: string) => new ApiError(403, "Forbidde
 
 /** 403 for a named (or unnamed) object: `<resource> "<name>" is forbidden: <why>`, as kube-apiserver words it. */
 export function forbidden(gr: GroupResource, name: string, why: string): ApiError {
-  const message = !gr.group && !gr.resource ? `forbidden: ${why}` : name ? `${qualifiedResource(gr)} "${name}" is forbidden: ${why}` : `${qualifiedResource(gr)} is forbidden: ${why}`;
+  const message = !gr.group && !gr.resource ? `forbidden: ${why}` : name ? `${qualifiedResource(gr)} ${quote(name)} is forbidden: ${why}` : `${qualifiedResource(gr)} is forbidden: ${why}`;
   return new ApiError(403, "Forbidden", message, resourceDetails(gr, name));
 }
 
 export function notFound(gr: GroupResource, name: string): ApiError {
-  return new ApiError(404, "NotFound", `${qualifiedResource(gr)} "${name}" not found`, resourceDetails(gr, name));
+  return new ApiError(404, "NotFound", `${qualifiedResource(gr)} ${quote(name)} not found`, resourceDetails(gr, name));
 }
 
 export function alreadyExists(gr: GroupResource, name: string): ApiError {
-  return new ApiError(409, "AlreadyExists", `${qualifiedResource(gr)} "${name}" already exists`, resourceDetails(gr, name));
+  return new ApiError(409, "AlreadyExists", `${qualifiedResource(gr)} ${quote(name)} already exists`, resourceDetails(gr, name));
 }
 
 export function conflict(gr: GroupResource, name: string, why: string): ApiError {
-  return new ApiError(409, "Conflict", `Operation cannot be fulfilled on ${qualifiedResource(gr)} "${name}": ${why}`, resourceDetails(gr, name));
+  return new ApiError(409, "Conflict", `Operation cannot be fulfilled on ${qualifiedResource(gr)} ${quote(name)}: ${why}`, resourceDetails(gr, name));
 }
 
 export function gone(message: string): ApiError {
@@ -138,7 +143,7 @@ export function pathNotFound(path: string): ApiError {
 
 export function invalid(gk: GroupKind, name: string, causes: StatusCause[]): ApiError {
   const summary = causes.map((c) => (c.field ? `${c.field}: ${c.message}` : c.message)).join(", ");
-  return new ApiError(422, "Invalid", `${qualifiedKind(gk)} "${name}" is invalid: ${summary}`, {
+  return new ApiError(422, "Invalid", `${qualifiedKind(gk)} ${quote(name)} is invalid: ${summary}`, {
     name,
     group: gk.group,
     kind: gk.kind,

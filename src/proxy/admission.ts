@@ -4,7 +4,7 @@ import type { ProxyPlan } from "./plan.ts";
 import { ApiError } from "../core/status.ts";
 
 /** Reads at most `limit` bytes of a body; undefined when it is longer. */
-async function readBounded(body: ReadableStream<Uint8Array>, limit: number): Promise<Uint8Array | undefined> {
+export async function readBounded(body: ReadableStream<Uint8Array>, limit: number): Promise<Uint8Array | undefined> {
   const chunks: Uint8Array[] = [];
   let total = 0;
   const reader = body.getReader();

@@ -8,6 +8,7 @@ import type { AuditEvent } from "../audit/audit-log.ts";
 import type { Authenticator } from "../auth/authenticate.ts";
 import type { Identity } from "../auth/identity.ts";
 import type { StreamLease } from "../auth/open-streams.ts";
+import { requestAttributes, type RequestAttributes } from "../auth/request-attributes.ts";
 import { asApiError, badRequest, type ApiError } from "../core/status.ts";
 import { planProxy, type ProxyDeps, type ProxyPlan } from "./plan.ts";
 import { clusterNameOf, parseProxyTarget, type ProxyTarget } from "./proxy-path.ts";
@@ -27,6 +28,8 @@ export interface ClusterRequest {
   target: string;
   method: string;
   headers: Headers;
+  /** Header lines as sent (repeated Impersonate-Group lines stay apart); absent when unknown. */
+  rawHeaders?: readonly (readonly [string, string])[];
   upgrade: boolean;
   sourceIP: string;
 }
@@ -71,22 +74,22 @@ export class ClusterAdmission {
   async admit(request: ClusterRequest, checks: EntryChecks): Promise<Admitted> {
     const startedAt = performance.now();
     let identity: Identity | undefined;
-    let plan: ProxyPlan | undefined;
+    let target: ProxyTarget | undefined;
     try {
       // Who is asking comes first, as in kube-apiserver's filter chain: an anonymous request is
       // told 401 whatever else is wrong with it, and every later refusal names the pass.
       identity = await this.deps.authenticator.authenticate(request.headers);
       checks.beforeParse?.();
-      const target = parseProxyTarget(request.target);
+      target = parseProxyTarget(request.target);
       checks.onTarget?.(target);
       if (!target) throw badRequest(`${request.target.slice(0, 256)} is not a cluster proxy path`);
-      plan = planProxy(this.deps, identity, target, request);
+      const plan = planProxy(this.deps, identity, target, request);
       await checks.afterPlan?.(plan, identity);
       const lease = checks.holdsStream(plan) ? identity.openStream?.() : undefined;
       return { request, identity, plan, lease, startedAt };
     } catch (error) {
       const refusal = asApiError(error);
-      this.refused(request, identity, plan, refusal);
+      this.refused(request, identity, target, refusal);
       throw refusal;
     }
   }
@@ -113,12 +116,13 @@ export class ClusterAdmission {
     this.refused({ target, method: "", headers, upgrade: false, sourceIP }, identity, undefined, error);
   }
 
-  private refused(request: ClusterRequest, identity: Identity | undefined, plan: ProxyPlan | undefined, error: ApiError): void {
+  /** The refusal's line: what authorization would have read, when the target parsed that far. */
+  private refused(request: ClusterRequest, identity: Identity | undefined, target: ProxyTarget | undefined, error: ApiError): void {
     this.deps.audit.record({
       pass: identity?.pass ?? "",
       user: identity?.user ?? "",
-      cluster: plan?.cluster.metadata.name ?? clusterNameOf(request.target),
-      attributes: plan?.decision.attributes,
+      cluster: target?.cluster ?? clusterNameOf(request.target),
+      attributes: target && identity ? readAttributes(request, target) : undefined,
       target: request.target,
       status: error.code,
       bytesIn: 0,
@@ -126,5 +130,13 @@ export class ClusterAdmission {
       message: error.message,
       sourceIP: request.sourceIP,
     });
+  }
+}
+
+function readAttributes(request: ClusterRequest, target: ProxyTarget): RequestAttributes | undefined {
+  try {
+    return requestAttributes(request.method, target.path, new URLSearchParams(target.search), { upgrade: request.upgrade });
+  } catch {
+    return undefined;
   }
 }

@@ -8,6 +8,8 @@ import { admitProxied } from "./admission.ts";
 import type { Admitted, ClusterAdmission } from "./cluster-admission.ts";
 import { forwardRequest, isStreaming } from "./forward.ts";
 import { meterResponse } from "./response-meter.ts";
+import { answerSelfReview } from "./self-review.ts";
+import { selfReviewKind } from "../auth/self-review.ts";
 
 export interface RestProxyOptions {
   admission: ClusterAdmission;
@@ -15,7 +17,7 @@ export interface RestProxyOptions {
   headerTimeoutMs: number;
 }
 
-type Context = Pick<RequestContext, "target" | "sourceIP"> & Partial<Pick<RequestContext, "onFinished">>;
+type Context = Pick<RequestContext, "target" | "sourceIP"> & Partial<Pick<RequestContext, "onFinished" | "rawHeaders">>;
 
 /** Ends the request's stream lease with its response (or with the client, without an edge). */
 function holdLease(admitted: Admitted, req: Request, context: Context): AbortSignal {
@@ -31,7 +33,7 @@ export function createRestProxy(options: RestProxyOptions): (req: Request, conte
   return async function proxy(req, context) {
     let forwarded = req;
     const admitted = await admission.admit(
-      { target: context.target, method: req.method, headers: req.headers, upgrade: false, sourceIP: context.sourceIP },
+      { target: context.target, method: req.method, headers: req.headers, rawHeaders: context.rawHeaders, upgrade: false, sourceIP: context.sourceIP },
       {
         afterPlan: async (plan, identity) => {
           forwarded = await admitProxied(req, identity, plan);
@@ -41,9 +43,9 @@ export function createRestProxy(options: RestProxyOptions): (req: Request, conte
     );
     const { plan } = admitted;
     const bytesIn = Number(forwarded.headers.get("content-length") ?? 0);
-    let response: Response;
-    try {
-      response = await forwardRequest(forwarded, {
+    const signal = holdLease(admitted, req, context);
+    const send = (request: Request) =>
+      forwardRequest(request, {
         transport: plan.transport,
         path: plan.target.path,
         search: plan.target.search,
@@ -51,8 +53,12 @@ export function createRestProxy(options: RestProxyOptions): (req: Request, conte
         headerTimeoutMs: options.headerTimeoutMs,
         streaming: isStreaming(plan.decision.attributes.verb, plan.target.search),
         impersonate: plan.decision.impersonate,
-        signal: holdLease(admitted, req, context),
+        signal,
       });
+    const review = selfReviewKind(plan.decision.attributes);
+    let response: Response;
+    try {
+      response = review ? await answerSelfReview(review, forwarded, admitted.identity, plan, send) : await send(forwarded);
     } catch (error) {
       admitted.lease?.release();
       const failure = asApiError(error);

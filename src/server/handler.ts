@@ -10,7 +10,7 @@ import { asApiError, statusResponse } from "../core/status.ts";
 import { versionInfo } from "../api/discovery.ts";
 import { isProxyTarget } from "../proxy/proxy-path.ts";
 
-export type ApiRequestContext = Pick<RequestContext, "target" | "sourceIP"> & Partial<Pick<RequestContext, "onFinished">>;
+export type ApiRequestContext = Pick<RequestContext, "target" | "sourceIP"> & Partial<Pick<RequestContext, "onFinished" | "rawHeaders">>;
 
 export interface HandlerDeps {
   authenticator: Authenticator;

@@ -6,6 +6,7 @@ import { passKind } from "../api/kinds/pass.ts";
 import { Kubeconfigs } from "../api/kubeconfigs.ts";
 import type { KindEndpoint } from "../api/rest.ts";
 import { createKpassApi } from "../api/router.ts";
+import { SelfReviews } from "../api/self-reviews.ts";
 import { AuditLog } from "../audit/audit-log.ts";
 import { Authenticator } from "../auth/authenticate.ts";
 import { OpenStreams } from "../auth/open-streams.ts";
@@ -92,7 +93,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const handler = createHandler({
     authenticator,
     proxy: createRestProxy({ admission, headerTimeoutMs: config.upstreamTimeoutMs }),
-    api: createKpassApi({ endpoints, kubeconfigs, metrics: () => metrics.render({ clusters: clusters.size, passes: passes.size }) }),
+    api: createKpassApi({ endpoints, kubeconfigs, selfReviews: new SelfReviews(clusters), metrics: () => metrics.render({ clusters: clusters.size, passes: passes.size }) }),
     observe: (status) => metrics.observe(status),
   });
   const descriptors = await raiseDescriptorLimit();

@@ -72,27 +72,27 @@ describe("impersonation checks", () => {
     expect(decision.impersonate).toEqual({ user: "system:serviceaccount:team-a:builder", groups: [] });
     const other = refusal(() => decide(editInTeamA, { "Impersonate-User": "system:serviceaccount:team-b:builder" }));
     expect(other.code).toBe(403);
-    expect(other.message).toContain('cannot impersonate service account "builder" in namespace "team-b"');
+    expect(other.message).toContain('has no impersonate rule for service account "builder" in namespace "team-b"');
   });
 
   test("edit does not let a pass impersonate a user, nor a group on top of a service account", () => {
-    expect(refusal(() => decide(editInTeamA, { "Impersonate-User": "bob" })).message).toContain('cannot impersonate user "bob"');
+    expect(refusal(() => decide(editInTeamA, { "Impersonate-User": "bob" })).message).toContain('has no impersonate rule for user "bob"');
     const withGroup = refusal(() => decide(editInTeamA, { "Impersonate-User": "system:serviceaccount:team-a:builder", "Impersonate-Group": "system:masters" }));
-    expect(withGroup.message).toContain('cannot impersonate group "system:masters"');
+    expect(withGroup.message).toContain('has no impersonate rule for group "system:masters"');
   });
 
   test("a malformed service account name is checked as a user, as kube-apiserver does", () => {
     const refused = refusal(() => decide(editInTeamA, { "Impersonate-User": "system:serviceaccount:team-a:builder:x" }));
-    expect(refused.message).toContain('cannot impersonate user "system:serviceaccount:team-a:builder:x"');
+    expect(refused.message).toContain('has no impersonate rule for user "system:serviceaccount:team-a:builder:x"');
   });
 
   test("Impersonate-Uid and Impersonate-Extra-* are checked and forwarded, never forwarded unchecked", () => {
     const pods: PolicyRule = { verbs: ["list"], apiGroups: [""], resources: ["pods"] };
     const users: PolicyRule = { verbs: ["impersonate"], apiGroups: [""], resources: ["users"], resourceNames: ["bob"] };
     const headers = { "Impersonate-User": "bob", "Impersonate-Uid": "1234", "Impersonate-Extra-Scopes": "view" };
-    expect(refusal(() => decide([pods, users], headers)).message).toContain('cannot impersonate extra "scopes"="view"');
+    expect(refusal(() => decide([pods, users], headers)).message).toContain('has no impersonate rule for extra "scopes"="view"');
     const extras: PolicyRule = { verbs: ["impersonate"], apiGroups: ["authentication.k8s.io"], resources: ["userextras/scopes"] };
-    expect(refusal(() => decide([pods, users, extras], headers)).message).toContain('cannot impersonate uid "1234"');
+    expect(refusal(() => decide([pods, users, extras], headers)).message).toContain('has no impersonate rule for uid "1234"');
     const uids: PolicyRule = { verbs: ["impersonate"], apiGroups: ["authentication.k8s.io"], resources: ["uids"], resourceNames: ["1234"] };
     const decision = decide([pods, users, extras, uids], headers);
     expect(decision.impersonate).toEqual({ user: "bob", groups: [], uid: "1234", extra: { scopes: ["view"] } });

@@ -1,0 +1,104 @@
+/**
+ * Self reviews through a cluster proxy, answered as the pass and the cluster together decide:
+ * an access review the pass denies is answered by kpass (the cluster is not asked); one it allows
+ * is the cluster's answer; a rules review is the cluster's rules narrowed to the pass's; who-am-I
+ * is the cluster's answer, naming the pass in `extra` when the cluster sees the person.
+ */
+import type { Identity } from "../auth/identity.ts";
+import { describeAttributes } from "../auth/request-attributes.ts";
+import { narrowRules, passAllows, reviewedAttributes, type AccessReviewSpec, type RulesReviewStatus, type SelfReviewKind } from "../auth/self-review.ts";
+import { ApiError, badRequest } from "../core/status.ts";
+import { readBounded } from "./admission.ts";
+import type { ProxyPlan } from "./plan.ts";
+
+/** The extra key naming the pass a request came through. */
+export const PASS_EXTRA = "kpass.dev/pass";
+
+const REVIEW_BODY_LIMIT = 1 << 20;
+const REVIEW_ANSWER_LIMIT = 8 << 20;
+
+type Send = (request: Request) => Promise<Response>;
+
+function isJson(contentType: string | null): boolean {
+  return contentType === null || /^application\/json\b/i.test(contentType);
+}
+
+async function jsonBody(request: Request): Promise<{ bytes: Uint8Array; value: Record<string, unknown> }> {
+  if (!isJson(request.headers.get("content-type"))) throw new ApiError(415, "UnsupportedMediaType", "kpass reads self reviews as application/json");
+  const bytes = request.body ? await readBounded(request.body, REVIEW_BODY_LIMIT) : new Uint8Array(0);
+  if (!bytes) throw badRequest("the review is larger than 1 MiB");
+  try {
+    const value = JSON.parse(new TextDecoder().decode(bytes)) as unknown;
+    if (value && typeof value === "object" && !Array.isArray(value)) return { bytes, value: value as Record<string, unknown> };
+  } catch {
+    // answered below
+  }
+  throw badRequest("the review body is not a JSON object");
+}
+
+/** `request` again with the `body` kpass read; the cluster is asked for JSON, which kpass reads. */
+function resend(request: Request, plan: ProxyPlan, body: Uint8Array): Request {
+  plan.headers.set("accept", "application/json");
+  const headers = new Headers(request.headers);
+  headers.set("content-length", String(body.byteLength));
+  return new Request(request.url, { method: request.method, headers, body: body.byteLength > 0 ? body : null, signal: request.signal });
+}
+
+/**
+ * The cluster's answer read whole (bounded) when it is a JSON success; `value` is absent when it
+ * is not, and `response` is then the same answer, unchanged, to relay.
+ */
+async function readAnswer(response: Response): Promise<{ response: Response; value?: Record<string, unknown> }> {
+  if (!response.ok || !response.body || !isJson(response.headers.get("content-type")) || response.headers.has("content-encoding")) return { response };
+  const bytes = await readBounded(response.body, REVIEW_ANSWER_LIMIT);
+  if (!bytes) throw new ApiError(502, "BadGateway", "the cluster's review answer is larger than 8 MiB");
+  const again = new Response(bytes, { status: response.status, headers: response.headers });
+  try {
+    const value = JSON.parse(new TextDecoder().decode(bytes)) as unknown;
+    return value && typeof value === "object" ? { response: again, value: value as Record<string, unknown> } : { response: again };
+  } catch {
+    return { response: again };
+  }
+}
+
+function jsonResponse(value: unknown, status: number): Response {
+  return new Response(JSON.stringify(value), { status, headers: { "content-type": "application/json" } });
+}
+
+async function accessReview(request: Request, identity: Identity, plan: ProxyPlan, send: Send): Promise<Response> {
+  const { bytes, value } = await jsonBody(request);
+  const spec = (value.spec ?? {}) as AccessReviewSpec;
+  const asked = reviewedAttributes(spec);
+  if (!asked) throw badRequest("spec.resourceAttributes or spec.nonResourceAttributes is required");
+  if (passAllows(identity, asked)) return send(resend(request, plan, bytes));
+  const reason = `the pass ${JSON.stringify(identity.pass)} does not allow ${describeAttributes(asked)} on cluster ${JSON.stringify(plan.cluster.metadata.name)}`;
+  return jsonResponse({ kind: "SelfSubjectAccessReview", apiVersion: value.apiVersion ?? "authorization.k8s.io/v1", metadata: { creationTimestamp: null }, spec, status: { allowed: false, reason } }, 201);
+}
+
+async function rulesReview(request: Request, identity: Identity, plan: ProxyPlan, send: Send): Promise<Response> {
+  const { bytes, value } = await jsonBody(request);
+  const namespace = String((value.spec as { namespace?: unknown } | undefined)?.namespace ?? "");
+  const { response, value: answer } = await readAnswer(await send(resend(request, plan, bytes)));
+  const status = answer?.status as RulesReviewStatus | undefined;
+  if (!answer || !status || !Array.isArray(status.resourceRules) || !Array.isArray(status.nonResourceRules)) return response;
+  return jsonResponse({ ...answer, status: narrowRules(status, identity, namespace) }, response.status);
+}
+
+async function whoami(request: Request, identity: Identity, plan: ProxyPlan, send: Send): Promise<Response> {
+  const sent = await send(request);
+  // Only when the cluster sees the person (kpass impersonates the pass's own user) is the pass theirs to name.
+  const seesPerson = plan.cluster.spec.impersonation === "user" && plan.decision.impersonate?.user === identity.user;
+  if (!seesPerson) return sent;
+  const { response, value: answer } = await readAnswer(sent);
+  const userInfo = (answer?.status as { userInfo?: { extra?: Record<string, string[]> } } | undefined)?.userInfo;
+  if (!answer || !userInfo) return response;
+  userInfo.extra = { ...userInfo.extra, [PASS_EXTRA]: [identity.pass] };
+  return jsonResponse(answer, response.status);
+}
+
+/** Answers a self review of `kind` sent through a cluster proxy. */
+export function answerSelfReview(kind: SelfReviewKind, request: Request, identity: Identity, plan: ProxyPlan, send: Send): Promise<Response> {
+  if (kind === "access") return accessReview(request, identity, plan, send);
+  if (kind === "rules") return rulesReview(request, identity, plan, send);
+  return whoami(request, identity, plan, send);
+}
