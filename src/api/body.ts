@@ -4,10 +4,11 @@ import { badRequest, ApiError } from "../core/status.ts";
 /** Kubernetes' default request size limit (3 MiB); larger bodies are refused before parsing. */
 export const MAX_BODY_BYTES = 3 * 1024 * 1024;
 
-async function readLimited(req: Request, limit: number): Promise<string> {
+/** The body's bytes, refused with 413 past `limit`. */
+export async function readBodyBytes(req: Request, limit = MAX_BODY_BYTES): Promise<Uint8Array> {
   const declared = Number(req.headers.get("content-length") ?? "0");
   if (declared > limit) throw tooLarge(limit);
-  if (!req.body) return "";
+  if (!req.body) return new Uint8Array(0);
   const reader = req.body.getReader();
   const chunks: Uint8Array[] = [];
   let total = 0;
@@ -21,7 +22,11 @@ async function readLimited(req: Request, limit: number): Promise<string> {
     }
     chunks.push(value);
   }
-  return new TextDecoder("utf-8", { fatal: false }).decode(Buffer.concat(chunks));
+  return Buffer.concat(chunks);
+}
+
+async function readLimited(req: Request, limit: number): Promise<string> {
+  return new TextDecoder("utf-8", { fatal: false }).decode(await readBodyBytes(req, limit));
 }
 
 function tooLarge(limit: number): ApiError {

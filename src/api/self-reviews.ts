@@ -5,11 +5,12 @@
 import type { Identity } from "../auth/identity.ts";
 import { kpassRules } from "../auth/kpass-access.ts";
 import { rulesAllow } from "../auth/policy-rules.ts";
-import { reviewedAttributes, type AccessReviewSpec } from "../auth/self-review.ts";
+import { readReviewSpec } from "../auth/review-body.ts";
+import { reviewedAttributes } from "../auth/self-review.ts";
 import type { Cluster } from "../core/cluster.ts";
 import { badRequest, methodNotAllowed } from "../core/status.ts";
 import type { ObjectStore } from "../store/object-store.ts";
-import { readObjectBody } from "./body.ts";
+import { readBodyBytes } from "./body.ts";
 
 const ROUTE = /^\/apis\/(authentication\.k8s\.io\/(?:v1|v1beta1|v1alpha1)\/selfsubjectreviews|authorization\.k8s\.io\/(?:v1|v1beta1)\/(?:selfsubjectaccessreviews|selfsubjectrulesreviews))$/;
 
@@ -30,13 +31,13 @@ export class SelfReviews {
     if (!m) return undefined;
     if (req.method !== "POST") throw methodNotAllowed(req.method, path);
     const apiVersion = m[1]!.slice(0, m[1]!.lastIndexOf("/"));
-    const body = await readObjectBody(req);
     if (path.endsWith("/selfsubjectreviews")) {
       const userInfo = { username: identity.user, uid: identity.passUid, groups: [...identity.groups, "system:authenticated"], extra: { "kpass.dev/pass": [identity.pass] } };
       return created(apiVersion, "SelfSubjectReview", undefined, { userInfo });
     }
-    const spec = (body.spec ?? {}) as AccessReviewSpec & { namespace?: string };
-    if (path.endsWith("/selfsubjectaccessreviews")) {
+    const kind = path.endsWith("/selfsubjectaccessreviews") ? "access" : "rules";
+    const spec = readReviewSpec(kind, req.headers.get("content-type"), await readBodyBytes(req));
+    if (kind === "access") {
       const asked = reviewedAttributes(spec);
       if (!asked) throw badRequest("spec.resourceAttributes or spec.nonResourceAttributes is required");
       const allowed = rulesAllow(this.rules(identity), asked);

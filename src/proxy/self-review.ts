@@ -9,6 +9,7 @@ import { describeAttributes } from "../auth/request-attributes.ts";
 import { narrowRules, passAllows, reviewedAttributes, type AccessReviewSpec, type RulesReviewStatus, type SelfReviewKind } from "../auth/self-review.ts";
 import { ApiError, badRequest } from "../core/status.ts";
 import { readBounded } from "./admission.ts";
+import { readReviewSpec } from "../auth/review-body.ts";
 import type { ProxyPlan } from "./plan.ts";
 
 /** The extra key naming the pass a request came through. */
@@ -23,17 +24,11 @@ function isJson(contentType: string | null): boolean {
   return contentType === null || /^application\/json\b/i.test(contentType);
 }
 
-async function jsonBody(request: Request): Promise<{ bytes: Uint8Array; value: Record<string, unknown> }> {
-  if (!isJson(request.headers.get("content-type"))) throw new ApiError(415, "UnsupportedMediaType", "kpass reads self reviews as application/json");
+/** The review's body, read whole (bounded), and the spec kpass decides on. */
+async function readReview(request: Request, kind: "access" | "rules"): Promise<{ bytes: Uint8Array; spec: AccessReviewSpec & { namespace?: string } }> {
   const bytes = request.body ? await readBounded(request.body, REVIEW_BODY_LIMIT) : new Uint8Array(0);
   if (!bytes) throw badRequest("the review is larger than 1 MiB");
-  try {
-    const value = JSON.parse(new TextDecoder().decode(bytes)) as unknown;
-    if (value && typeof value === "object" && !Array.isArray(value)) return { bytes, value: value as Record<string, unknown> };
-  } catch {
-    // answered below
-  }
-  throw badRequest("the review body is not a JSON object");
+  return { bytes, spec: readReviewSpec(kind, request.headers.get("content-type"), bytes) };
 }
 
 /** `request` again with the `body` kpass read; the cluster is asked for JSON, which kpass reads. */
@@ -61,23 +56,28 @@ async function readAnswer(response: Response): Promise<{ response: Response; val
   }
 }
 
+/** `authorization.k8s.io/v1` (or whichever version the review was posted to). */
+function reviewVersion(request: Request): string {
+  const m = /\/apis\/(authorization\.k8s\.io\/[^/]+)\//.exec(new URL(request.url).pathname);
+  return m?.[1] ?? "authorization.k8s.io/v1";
+}
+
 function jsonResponse(value: unknown, status: number): Response {
   return new Response(JSON.stringify(value), { status, headers: { "content-type": "application/json" } });
 }
 
 async function accessReview(request: Request, identity: Identity, plan: ProxyPlan, send: Send): Promise<Response> {
-  const { bytes, value } = await jsonBody(request);
-  const spec = (value.spec ?? {}) as AccessReviewSpec;
+  const { bytes, spec } = await readReview(request, "access");
   const asked = reviewedAttributes(spec);
   if (!asked) throw badRequest("spec.resourceAttributes or spec.nonResourceAttributes is required");
   if (passAllows(identity, asked)) return send(resend(request, plan, bytes));
   const reason = `the pass ${JSON.stringify(identity.pass)} does not allow ${describeAttributes(asked)} on cluster ${JSON.stringify(plan.cluster.metadata.name)}`;
-  return jsonResponse({ kind: "SelfSubjectAccessReview", apiVersion: value.apiVersion ?? "authorization.k8s.io/v1", metadata: { creationTimestamp: null }, spec, status: { allowed: false, reason } }, 201);
+  return jsonResponse({ kind: "SelfSubjectAccessReview", apiVersion: reviewVersion(request), metadata: { creationTimestamp: null }, spec, status: { allowed: false, reason } }, 201);
 }
 
 async function rulesReview(request: Request, identity: Identity, plan: ProxyPlan, send: Send): Promise<Response> {
-  const { bytes, value } = await jsonBody(request);
-  const namespace = String((value.spec as { namespace?: unknown } | undefined)?.namespace ?? "");
+  const { bytes, spec } = await readReview(request, "rules");
+  const namespace = String(spec.namespace ?? "");
   const { response, value: answer } = await readAnswer(await send(resend(request, plan, bytes)));
   const status = answer?.status as RulesReviewStatus | undefined;
   if (!answer || !status || !Array.isArray(status.resourceRules) || !Array.isArray(status.nonResourceRules)) return response;

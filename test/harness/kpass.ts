@@ -162,3 +162,11 @@ export async function auditLines(kpass: KpassProcess, ready: (lines: any[]) => b
     return ready(lines) ? lines : undefined;
   }, 5000);
 }
+
+/** Creates Pass `name` with `spec` through kpass's API as the admin; returns its token (shown once). */
+export async function createPass(kpass: KpassProcess, name: string, spec: Record<string, unknown>): Promise<string> {
+  const response = await kpass.api("POST", "/apis/cluster.kpass.dev/v1beta1/passes", { apiVersion: "cluster.kpass.dev/v1beta1", kind: "Pass", metadata: { name }, spec });
+  const body = await response.json();
+  if (response.status !== 201) throw new Error(`creating pass ${name}: ${response.status} ${JSON.stringify(body)}`);
+  return body.status.token as string;
+}
