@@ -569,8 +569,8 @@ add(
   refusedUpgrade("upgrade token SPDY/3", get(EXEC_Q, { headers: ["Connection: Upgrade", "Upgrade: SPDY/3"] })),
   refusedUpgrade("h2c to a/proxy/version", get(`${A}/version`, { headers: ["Connection: Upgrade", "Upgrade: h2c"] })),
   refusedUpgrade("exec without a token", get(EXEC_Q, { who: null, headers: WS }), UNAUTHORIZED),
-  refusedUpgrade("exec as pass nobody", get(EXEC_Q, { who: "nobody", headers: WS }), FORBIDDEN),
-  refusedUpgrade("exec on cluster b as pass a-only", get(`${B}/api/v1/namespaces/default/pods/p/exec?command=id`, { who: "aOnly", headers: WS }), FORBIDDEN),
+  refusedUpgrade("exec as pass nobody (reaches no cluster: 404)", get(EXEC_Q, { who: "nobody", headers: WS }), NOT_FOUND),
+  refusedUpgrade("exec on cluster b as pass a-only (404: b does not exist for it)", get(`${B}/api/v1/namespaces/default/pods/p/exec?command=id`, { who: "aOnly", headers: WS }), NOT_FOUND),
   refusedUpgrade("SMUGGLING: upgrade GET a/proxy/version as nobody, then DELETE in the same write", cat(get(`${A}/version`, { who: "nobody", headers: SPDY }), SMUGGLED_DELETE), BAD, { check: neverReceived(SMUGGLED) }),
   refusedUpgrade("SMUGGLING: upgrade GET a/proxy/version as admin, then DELETE in the same write", cat(get(`${A}/version`, { headers: WS }), SMUGGLED_DELETE), BAD, { check: neverReceived(SMUGGLED) }),
   refusedUpgrade("SMUGGLING: upgrade to a pod (not exec), then DELETE", cat(get(`${A}/api/v1/namespaces/default/pods/p`, { headers: SPDY }), SMUGGLED_DELETE), BAD, { check: neverReceived(SMUGGLED) }),
@@ -658,7 +658,7 @@ add(
   { name: "pipelining: HTTP/1.0 followed by another request → only the first is answered", send: cat(get(`${A}/version`, { version: "HTTP/1.0" }), get(`${B}/version`)), want: [ok("a", "/version")], closed: true, records: { a: 1 } },
   { name: "pipelining: a, dot segment, b → 200, 404, 200", send: cat(get(`${A}/version`), get(`${A}/../../b/proxy/version`), get(`${B}/version`)), want: [ok("a", "/version"), NOT_FOUND, ok("b", "/version")], closed: false, records: { a: 1, b: 1 } },
   { name: "pipelining: a, obs-fold, b → 200, 400, closed; b never asked", send: cat(get(`${A}/version`), verbatim(`GET ${B}/version HTTP/1.1\r\n${H()}X-F: 1\r\n 2\r\n\r\n`), get(`${B}/version`)), want: [ok("a", "/version"), BAD], closed: true, records: { a: 1 } },
-  { name: "pipelining: a as a-only, b as a-only → 200, 403", send: cat(get(`${A}/version`, { who: "aOnly" }), get(`${B}/version`, { who: "aOnly" })), want: [ok("a", "/version"), FORBIDDEN], closed: false, records: { a: 1 } },
+  { name: "pipelining: a as a-only, b as a-only → 200, 404", send: cat(get(`${A}/version`, { who: "aOnly" }), get(`${B}/version`, { who: "aOnly" })), want: [ok("a", "/version"), NOT_FOUND], closed: false, records: { a: 1 } },
   { name: "pipelining: POST with a body to a, then GET b", send: cat(rq("POST", CONFIGMAPS, { body: '{"kind":"ConfigMap"}', headers: ["Content-Type: application/json"] }), get(`${B}/version`)), want: [ok("a", "/api/v1/namespaces/default/configmaps"), ok("b", "/version")], closed: false, records: { a: 1, b: 1 }, check: (c) => (lastA(c)?.body.toString() === '{"kind":"ConfigMap"}' ? [] : [`cluster a got body ${JSON.stringify(lastA(c)?.body.toString())}`]) },
   { name: "pipelining: chunked POST to a, then GET a", send: cat(rq("POST", CONFIGMAPS, { body: '{"kind":"ConfigMap","data":{"k":"v"}}', chunked: 7 }), get(`${A}/version`)), want: [ok("a", "/api/v1/namespaces/default/configmaps"), ok("a", "/version")], closed: false, records: { a: 2 }, check: (c) => (caseRequests(c.a)[0]?.body.toString() === '{"kind":"ConfigMap","data":{"k":"v"}}' ? [] : [`cluster a got body ${JSON.stringify(caseRequests(c.a)[0]?.body.toString())}`]) },
 );
@@ -719,12 +719,12 @@ for (const a of AUTH) {
   }
 }
 add(
-  { name: "auth: pass nobody on cluster a's /version → 403", send: get(`${A}/version`, { who: "nobody" }), want: [FORBIDDEN], closed: false },
-  { name: "auth: pass nobody on cluster a's namespaces → 403", send: get(`${A}/api/v1/namespaces`, { who: "nobody" }), want: [FORBIDDEN], closed: false },
+  { name: "auth: pass nobody on cluster a's /version → 404 (a cluster it does not reach does not exist for it)", send: get(`${A}/version`, { who: "nobody" }), want: [NOT_FOUND], closed: false },
+  { name: "auth: pass nobody on cluster a's namespaces → 404", send: get(`${A}/api/v1/namespaces`, { who: "nobody" }), want: [NOT_FOUND], closed: false },
   { name: "auth: pass nobody lists kpass's clusters and sees none of them", send: get(CLUSTERS, { who: "nobody" }), want: [{ status: 200, json: (b) => (b?.kind === "ClusterList" && Array.isArray(b.items) && b.items.length === 0 ? undefined : `expected an empty ClusterList: ${JSON.stringify(b)?.slice(0, 200)}`) }], closed: false },
   { name: "auth: pass nobody may not read cluster a's object", send: get(`${CLUSTERS}/a`, { who: "nobody" }), want: [ANY], closed: false, check: (_c, got) => (got.responses[0] && [403, 404].includes(got.responses[0].status) ? [] : [`expected 403 or 404, got ${got.responses[0]?.status}`]) },
   { name: "auth: pass nobody may read discovery /apis", send: get("/apis", { who: "nobody" }), want: [{ status: 200, json: (b) => (b?.kind === "APIGroupList" ? undefined : `not an APIGroupList: ${JSON.stringify(b)?.slice(0, 200)}`) }], closed: false },
-  { name: "auth: pass a-only on cluster b → 403, b never asked", send: get(`${B}/version`, { who: "aOnly" }), want: [FORBIDDEN], closed: false },
+  { name: "auth: pass a-only on cluster b → 404, b never asked", send: get(`${B}/version`, { who: "aOnly" }), want: [NOT_FOUND], closed: false },
   { name: "auth: pass a-only on cluster a → 200", send: get(`${A}/api/v1/namespaces`, { who: "aOnly" }), want: [ok("a", "/api/v1/namespaces")], closed: false, records: { a: 1 } },
   { name: "auth: a token in the query string is not a credential", send: (c) => get(`${A}/version?access_token=${c.tokens.admin}`, { who: null })(c), want: [UNAUTHORIZED], closed: false },
 );
