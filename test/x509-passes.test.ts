@@ -318,6 +318,14 @@ describe("the self-service CSR flow (key made by openssl)", () => {
     const { stdout, stderr, code } = await cli(["pass", "certificate", "olga", "--csr", csrFile]);
     expect(code, stderr).toBe(0);
     expect(new X509Certificate(stdout).subject).toBe("O=ops\nCN=olga");
+    // The CLI also talks to kpass with a certificate kubeconfig: alice renews her own certificate.
+    const aliceConfig = await certKubeconfig("alice");
+    const renewed = await cli(["pass", "certificate", "alice", "--csr", csrFile, "--ttl", "1h", "--admin-kubeconfig", aliceConfig]);
+    expect(renewed.code, renewed.stderr).toBe(0);
+    expect(new X509Certificate(renewed.stdout).subject).toBe("O=devs\nCN=alice");
+    const notHers = await cli(["pass", "certificate", "olga", "--csr", csrFile, "--admin-kubeconfig", aliceConfig]);
+    expect(notHers.code).not.toBe(0);
+    expect(notHers.stderr).toContain("Error from server (403)");
   });
 
   test("a CSR with a bad signature, a weak key (RSA 1024), or no CSR at all is 400; an unknown pass 404", async () => {
