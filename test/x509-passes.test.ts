@@ -15,7 +15,7 @@ import { parse } from "yaml";
 import { createCertificateAuthority, issueClientCertificate } from "../src/edge/pki.ts";
 import { startTestCluster, type TestCluster } from "./fixture/cluster/server.ts";
 import { createStreamUpgradeHandler, type StreamUpgradeFixture } from "./fixture/streams/index.ts";
-import { auditLines, clusterManifest, createPass, eventually, removeDataDir, startKpass, type KpassProcess } from "./harness/kpass.ts";
+import { auditLines, clusterManifest, createPass, eventually, proxyUrl, removeDataDir, startKpass, writeKubeconfig, type KpassProcess } from "./harness/kpass.ts";
 import { kubectlBinary, kubectlEnv, runKubectl, type KubectlVersion } from "./harness/kubectl.ts";
 import { RawTlsConnection } from "./harness/raw-tls.ts";
 
@@ -28,6 +28,7 @@ const ROOT = join(import.meta.dir, "..");
 let prod: TestCluster;
 let streams: StreamUpgradeFixture;
 let kpass: KpassProcess;
+let aliceToken: string;
 
 /** view in default on prod, plus exec and port-forward there. */
 const aliceSpec = {
@@ -44,7 +45,7 @@ beforeAll(async () => {
   prod = await startTestCluster({ credential: { type: "token", token: "prod-token" }, upgrade: streams.handler });
   kpass = await startKpass({ args: ["--audit", "file"] });
   expect((await kpass.api("POST", CLUSTERS, clusterManifest("prod", prod, { token: "prod-token" }))).status).toBe(201);
-  await createPass(kpass, "alice", aliceSpec);
+  aliceToken = await createPass(kpass, "alice", aliceSpec);
 });
 
 afterAll(async () => {
@@ -206,6 +207,15 @@ for (const version of ["1.27", "1.33"] as const) {
       if (whoami.exitCode === 0) expect(JSON.parse(whoami.stdout).status.userInfo.username).toBe("alice");
       const canI = await kubectl(["auth", "can-i", "delete", "pods", "-n", "default"]);
       expect(canI.stdout.trim()).toStartWith("no");
+      // can-i answers for a certificate exactly as for a token of the same pass.
+      const tokenConfig = writeKubeconfig(kpass, aliceToken, { prod: proxyUrl(kpass, "prod") });
+      for (const question of [["get", "pods", "-n", "default"], ["delete", "pods", "-n", "default"], ["list", "pods", "-n", "team-a"]]) {
+        const byCert = await kubectl(["auth", "can-i", ...question]);
+        const byToken = await runKubectl(version, ["--kubeconfig", tokenConfig, "--context", "prod", "auth", "can-i", ...question]);
+        expect([byCert.exitCode, byCert.stdout, byCert.stderr]).toEqual([byToken.exitCode, byToken.stdout, byToken.stderr]);
+      }
+      const as = await kubectl(["get", "pods", "-n", "default", "--as", "bob"]);
+      expect(as.stderr).toContain('users "bob" is forbidden: User "alice" cannot impersonate resource "users" in API group "" at the cluster scope');
     });
 
     test("exec (SPDY on 1.27, WebSocket on 1.33) runs through the tunnel", async () => {

@@ -12,8 +12,8 @@ import type { ClientCertificateAuthority } from "./client-certificates.ts";
 /** Who a request authenticated as, and with what: a bearer token, or a client certificate (its serial). */
 export interface Authenticated {
   identity: Identity;
-  /** Set when the request authenticated with a client certificate. */
-  certificate?: { serial: string };
+  /** Set when the request authenticated with a client certificate: its serial and notAfter (ms). */
+  certificate?: { serial: string; notAfter: number };
 }
 
 function identityOf(pass: Pass): Identity {
@@ -77,7 +77,7 @@ export class Authenticator {
     const now = Date.now();
     if (now >= check.notAfter) throw unauthorized(`Unauthorized: the client certificate (serial ${check.serial}) expired at ${new Date(check.notAfter).toISOString()}`);
     if (now < check.notBefore) throw unauthorized(`Unauthorized: the client certificate (serial ${check.serial}) is not valid before ${new Date(check.notBefore).toISOString()}`);
-    return { identity: this.identityFor(this.currentPass(check.pass, check.passUid, now)), certificate: { serial: check.serial } };
+    return { identity: this.identityFor(this.currentPass(check.pass, check.passUid, now)), certificate: { serial: check.serial, notAfter: check.notAfter } };
   }
 
   /** Pass `name` if it still exists with `uid` and has not expired; 401 otherwise. */
@@ -96,7 +96,7 @@ export class Authenticator {
     if (cached && cached.resourceVersion === pass.metadata.resourceVersion) return cached.identity;
     const identity = identityOf(pass);
     const streams = this.streams;
-    if (streams) identity.openStream = () => streams.lease(identity);
+    if (streams) identity.openStream = (notAfter) => streams.lease(identity, notAfter);
     this.identities.set(pass.metadata.name, { resourceVersion: pass.metadata.resourceVersion, identity });
     return identity;
   }

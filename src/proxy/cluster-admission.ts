@@ -80,6 +80,7 @@ export class ClusterAdmission {
     const startedAt = performance.now();
     let identity: Identity | undefined;
     let certificateSerial: string | undefined;
+    let certificateNotAfter: number | undefined;
     let target: ProxyTarget | undefined;
     try {
       // Who is asking comes first, as in kube-apiserver's filter chain: an anonymous request is
@@ -87,13 +88,15 @@ export class ClusterAdmission {
       const authenticated = await this.deps.authenticator.authenticateRequest(request.headers, request.clientCertificate);
       identity = authenticated.identity;
       certificateSerial = authenticated.certificate?.serial;
+      certificateNotAfter = authenticated.certificate?.notAfter;
       checks.beforeParse?.();
       target = parseProxyTarget(request.target);
       checks.onTarget?.(target);
       if (!target) throw badRequest(`${request.target.slice(0, 256)} is not a cluster proxy path`);
       const plan = planProxy(this.deps, identity, target, request);
       await checks.afterPlan?.(plan, identity);
-      const lease = checks.holdsStream(plan) ? identity.openStream?.() : undefined;
+      // A stream opened with a client certificate ends when the certificate does.
+      const lease = checks.holdsStream(plan) ? identity.openStream?.(certificateNotAfter) : undefined;
       return { request, identity, plan, lease, startedAt, certificateSerial };
     } catch (error) {
       const refusal = asApiError(error);

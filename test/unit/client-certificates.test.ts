@@ -13,6 +13,7 @@ import { Authenticator } from "../../src/auth/authenticate.ts";
 import { certificateNotAfter, readCertificateRequest, readExpirationSeconds } from "../../src/auth/certificate-request.ts";
 import { ClientCertificateAuthority, parsePassUri, passUri } from "../../src/auth/client-certificates.ts";
 import { authorizeCertificate } from "../../src/auth/kpass-access.ts";
+import { OpenStreams } from "../../src/auth/open-streams.ts";
 import type { Identity } from "../../src/auth/identity.ts";
 import { loadOrCreateSigningKey } from "../../src/auth/signing-key.ts";
 import { TokenService } from "../../src/auth/tokens.ts";
@@ -255,6 +256,31 @@ describe("authentication by certificate", () => {
     const first = ca.check(certificate);
     expect(ca.check(certificate)).toBe(first);
     expect((await first).ok).toBe(true);
+  });
+});
+
+describe("streams opened with a certificate", () => {
+  test("end when the certificate expires; a stream of the same pass opened with a token does not", async () => {
+    const streams = new OpenStreams(passes, { maxPerPass: 0, sweepMs: 20 });
+    try {
+      const withStreams = new Authenticator(tokens, passes, streams, ca);
+      const pass = await passes.create(passObject("cert-stream", { user: "jo" }));
+      const issued = await issueFor(pass, p256.csrPem, new Date(Date.now() + 1500));
+      const viaCert = await withStreams.authenticateRequest(new Headers(), derOf(issued.certPem));
+      expect(viaCert.certificate?.notAfter).toBe(issued.notAfter.getTime());
+      const certLease = viaCert.identity.openStream!(viaCert.certificate!.notAfter);
+      const token = await tokens.mint(pass.metadata.name, pass.metadata.uid);
+      const viaToken = await withStreams.authenticateRequest(new Headers({ authorization: `Bearer ${token}` }));
+      const tokenLease = viaToken.identity.openStream!();
+      expect(certLease.signal.aborted).toBe(false);
+      for (let i = 0; i < 200 && !certLease.signal.aborted; i++) await Bun.sleep(25);
+      expect(certLease.signal.aborted).toBe(true);
+      expect((certLease.signal.reason as ApiError).message).toBe('the client certificate of pass "cert-stream" expired');
+      expect(tokenLease.signal.aborted).toBe(false);
+      tokenLease.release();
+    } finally {
+      streams.stop();
+    }
   });
 });
 
