@@ -4,6 +4,7 @@
  * loop of what it measures. Bounded: stops after --duration seconds or --max-requests requests.
  *
  * Run: bun bench/loadgen.ts --url URL --token T --ca FILE --connections 32 --duration 5
+ *      (or --cert FILE --key FILE: a client certificate instead of a token; --new-connections: no keep-alive)
  * Prints one JSON line: {"requests", "errors", "non2xx", "seconds", "rps", "p50Ms", "p99Ms"}.
  */
 import { readFileSync } from "node:fs";
@@ -17,6 +18,9 @@ const { values } = parseArgs({
     connections: { type: "string", default: "1" },
     duration: { type: "string", default: "5" },
     "max-requests": { type: "string", default: "5000000" },
+    cert: { type: "string" },
+    key: { type: "string" },
+    "new-connections": { type: "boolean", default: false },
   },
 });
 if (!values.url) throw new Error("--url is required");
@@ -26,6 +30,10 @@ const headers = values.token ? { authorization: `Bearer ${values.token}` } : und
 const connections = Number(values.connections);
 const durationMs = Number(values.duration) * 1000;
 const maxRequests = Number(values["max-requests"]);
+const cert = values.cert ? readFileSync(values.cert, "utf8") : undefined;
+const key = values.key ? readFileSync(values.key, "utf8") : undefined;
+const tls = ca || cert ? { ca, cert, key } : undefined;
+const keepalive = !values["new-connections"];
 
 const latencies = new Float64Array(Math.min(maxRequests, 20_000_000));
 let count = 0;
@@ -38,7 +46,7 @@ async function loop(): Promise<void> {
   while (performance.now() < deadline && count < maxRequests) {
     const t0 = performance.now();
     try {
-      const response = await fetch(url, { headers, tls: ca ? { ca } : undefined, keepalive: true });
+      const response = await fetch(url, { headers, tls, keepalive });
       await response.arrayBuffer();
       if (response.status < 200 || response.status >= 300) non2xx++;
     } catch {

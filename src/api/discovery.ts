@@ -40,6 +40,7 @@ const SUBRESOURCE_VERBS: Record<string, string[]> = {
   status: ["get", "patch", "update"],
   proxy: ["create", "delete", "get", "patch", "update"],
   kubeconfig: ["get"],
+  certificate: ["create"],
 };
 
 export function apiResourceList(kinds: KindDefinition<StoredObject>[]): Record<string, unknown> {

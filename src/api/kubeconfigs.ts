@@ -25,10 +25,10 @@ const ROUTE = new RegExp(`^${GROUP_PREFIX.replace(/\./g, "\\.")}/passes/([^/]+)/
 export class Kubeconfigs {
   constructor(private readonly deps: KubeconfigDeps) {}
 
-  /** A fresh token for `pass` and the kubeconfig around it. */
-  async forPass(pass: Pass, currentContext?: string): Promise<string> {
+  /** A fresh token for `pass` and the kubeconfig around it (no credential at all with `withToken: false`). */
+  async forPass(pass: Pass, currentContext?: string, withToken = true): Promise<string> {
     const { deps } = this;
-    const token = await deps.tokens.mint(pass.metadata.name, pass.metadata.uid);
+    const token = withToken ? await deps.tokens.mint(pass.metadata.name, pass.metadata.uid) : undefined;
     const identity = deps.authenticator.identityFor(pass);
     const clusters = deps.clusters.list().filter((c) => identity.reachesCluster(c));
     return buildKubeconfig({ serverUrl: deps.serverUrl(), caPem: deps.caPem, passName: pass.metadata.name, token, clusters, currentContext });
@@ -48,7 +48,11 @@ export class Kubeconfigs {
     authorizeKubeconfig(identity, name);
     const pass = this.deps.passes.get(name);
     if (!pass) throw notFound(PASSES, name);
-    const context = new URL(req.url).searchParams.get("context") ?? undefined;
-    return new Response(await this.forPass(pass, context), { headers: { "content-type": "application/yaml" } });
+    const query = new URL(req.url).searchParams;
+    const context = query.get("context") ?? undefined;
+    // ?credential=none: the user entry is left empty, for a client certificate the caller adds (kpass keeps no private key).
+    const credential = query.get("credential") ?? "token";
+    if (credential !== "token" && credential !== "none") throw badRequest(`credential must be "token" or "none", not ${JSON.stringify(credential.slice(0, 64))}`);
+    return new Response(await this.forPass(pass, context, credential === "token"), { headers: { "content-type": "application/yaml" } });
   }
 }

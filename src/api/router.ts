@@ -7,18 +7,21 @@ import { methodNotAllowed, pathNotFound } from "../core/status.ts";
 import { apiGroup, apiGroupList, apiResourceList, apiVersions, OPENAPI_V2_PROTOBUF, openApiV2Protobuf, openApiV3Document, openApiV3Index } from "./discovery.ts";
 import type { KindDefinition } from "./kind.ts";
 import type { Kubeconfigs } from "./kubeconfigs.ts";
+import type { ApiCaller, PassCertificates } from "./pass-certificates.ts";
 import type { SelfReviews } from "./self-reviews.ts";
 import { create, listOrWatch, patch, read, remove, replace, type KindEndpoint } from "./rest.ts";
 
 export interface KpassApiDeps {
   endpoints: KindEndpoint<StoredObject>[];
   kubeconfigs: Kubeconfigs;
+  /** `passes/{name}/certificate`; absent: kpass issues no client certificates. */
+  passCertificates?: PassCertificates;
   selfReviews: SelfReviews;
   /** The Prometheus text for /metrics. */
   metrics(): string;
 }
 
-export type KpassApi = (req: Request, identity: Identity, path: string) => Promise<Response> | Response;
+export type KpassApi = (req: Request, identity: Identity, path: string, caller?: ApiCaller) => Promise<Response> | Response;
 
 function json(body: unknown): Response {
   return Response.json(body);
@@ -68,8 +71,8 @@ function objects(req: Request, identity: Identity, path: string, byPlural: Map<s
 export function createKpassApi(deps: KpassApiDeps): KpassApi {
   const kinds = deps.endpoints.map((e) => e.kind);
   const byPlural = new Map(deps.endpoints.map((e) => [e.kind.plural, e]));
-  return async function serve(req, identity, path) {
-    const routed = (await deps.kubeconfigs.route(req, identity, path)) ?? (await deps.selfReviews.route(req, identity, path));
+  return async function serve(req, identity, path, caller) {
+    const routed = (await deps.kubeconfigs.route(req, identity, path)) ?? (await deps.passCertificates?.route(req, identity, path, caller)) ?? (await deps.selfReviews.route(req, identity, path));
     if (routed) return routed;
     if (path.startsWith(GROUP_PREFIX + "/")) return objects(req, identity, path, byPlural);
     if (req.method !== "GET") throw methodNotAllowed(req.method, path);

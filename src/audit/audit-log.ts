@@ -39,6 +39,18 @@ export interface AuditEvent {
   message?: string;
   /** The client's address ("ip" or "ip:port"). */
   sourceIP?: string;
+  /** Serial (hex) of the client certificate the request authenticated with; absent for a token. */
+  clientCertificateSerial?: string;
+  /** A client certificate kpass issued in answer to this request (target: the certificate subresource). */
+  issuedCertificate?: IssuedCertificateRecord;
+}
+
+/** What the audit log keeps of an issued certificate: for which pass, its serial and its end. */
+export interface IssuedCertificateRecord {
+  pass: string;
+  serial: string;
+  /** RFC 3339. */
+  notAfter: string;
 }
 
 /** One line of the audit log. Never carries a token or a credential. */
@@ -58,6 +70,10 @@ export interface AuditEntry extends AuditAttributes {
   message?: string;
   /** The client's address (Kubernetes audit naming). */
   sourceIPs?: string[];
+  /** Serial of the client certificate the request authenticated with. */
+  clientCertificateSerial?: string;
+  /** The certificate issued in answer to the request. */
+  issuedCertificate?: IssuedCertificateRecord;
   /** On a summary line: how many refusals before authentication from sourceIPs were not written one by one. */
   suppressed?: number;
 }
@@ -310,6 +326,8 @@ export class AuditLog {
       impersonated: event.impersonated === undefined ? undefined : clip(event.impersonated),
       message: event.message === undefined ? undefined : truncateField(event.message, MAX_MESSAGE_BYTES),
       sourceIPs: sourceIPs(event.sourceIP),
+      clientCertificateSerial: event.clientCertificateSerial === undefined ? undefined : clip(event.clientCertificateSerial),
+      issuedCertificate: event.issuedCertificate && { pass: clip(event.issuedCertificate.pass), serial: clip(event.issuedCertificate.serial), notAfter: clip(event.issuedCertificate.notAfter) },
     });
   }
 

@@ -6,6 +6,15 @@ import type { Identity } from "./identity.ts";
 import { roleRules } from "./roles.ts";
 import type { TokenService } from "./tokens.ts";
 import type { Pass, PolicyRule } from "../core/pass.ts";
+import type { ClientCertificate } from "../core/request-context.ts";
+import type { ClientCertificateAuthority } from "./client-certificates.ts";
+
+/** Who a request authenticated as, and with what: a bearer token, or a client certificate (its serial). */
+export interface Authenticated {
+  identity: Identity;
+  /** Set when the request authenticated with a client certificate: its serial and notAfter (ms). */
+  certificate?: { serial: string; notAfter: number };
+}
 
 function identityOf(pass: Pass): Identity {
   const spec = pass.spec;
@@ -29,8 +38,10 @@ function identityOf(pass: Pass): Identity {
 }
 
 /**
- * Bearer token → Identity. The token's signature is checked once (cached); the Pass it names is
- * looked up on every request, so deleting a pass revokes its token and rule edits apply at once.
+ * Bearer token or client certificate → Identity. A bearer token wins when a request carries both.
+ * The token's signature (and the certificate's chain) is checked once (cached); the Pass it names
+ * is looked up on every request, so deleting a pass revokes its tokens and certificates — on open
+ * keep-alive connections too — and rule edits apply at once.
  */
 export class Authenticator {
   private readonly identities = new Map<string, { resourceVersion: string; identity: Identity }>();
@@ -39,10 +50,16 @@ export class Authenticator {
     private readonly tokens: TokenService,
     private readonly passes: ObjectStore<Pass>,
     private readonly streams?: OpenStreams,
+    private readonly clientCa?: ClientCertificateAuthority,
   ) {}
 
-  async authenticate(headers: Headers): Promise<Identity> {
+  async authenticate(headers: Headers, certificate?: ClientCertificate): Promise<Identity> {
+    return (await this.authenticateRequest(headers, certificate)).identity;
+  }
+
+  async authenticateRequest(headers: Headers, certificate?: ClientCertificate): Promise<Authenticated> {
     const authorization = headers.get("authorization");
+    if (!authorization && certificate && this.clientCa) return this.fromCertificate(certificate, this.clientCa);
     if (!authorization) throw unauthorized("Unauthorized: no bearer token; use the kubeconfig kpass generated for your pass");
     const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
     if (!match) throw unauthorized("Unauthorized: the Authorization header must be a bearer token");
@@ -50,12 +67,27 @@ export class Authenticator {
     if (!check.ok) {
       throw unauthorized(check.reason === "expired" ? "Unauthorized: the pass token has expired" : "Unauthorized: the token is not a valid kpass pass token");
     }
-    const pass = this.passes.get(check.claims.sub);
-    if (!pass || pass.metadata.uid !== check.claims.jti) throw unauthorized(`Unauthorized: pass "${check.claims.sub}" has been revoked`);
-    if (pass.spec.expiresAt && Date.parse(pass.spec.expiresAt) <= Date.now()) {
+    return { identity: this.identityFor(this.currentPass(check.claims.sub, check.claims.jti)) };
+  }
+
+  /** The chain is verified once per connection; the validity window and the Pass on every request. */
+  private async fromCertificate(certificate: ClientCertificate, clientCa: ClientCertificateAuthority): Promise<Authenticated> {
+    const check = await clientCa.check(certificate);
+    if (!check.ok) throw unauthorized(`Unauthorized: ${check.reason}`);
+    const now = Date.now();
+    if (now >= check.notAfter) throw unauthorized(`Unauthorized: the client certificate (serial ${check.serial}) expired at ${new Date(check.notAfter).toISOString()}`);
+    if (now < check.notBefore) throw unauthorized(`Unauthorized: the client certificate (serial ${check.serial}) is not valid before ${new Date(check.notBefore).toISOString()}`);
+    return { identity: this.identityFor(this.currentPass(check.pass, check.passUid, now)), certificate: { serial: check.serial, notAfter: check.notAfter } };
+  }
+
+  /** Pass `name` if it still exists with `uid` and has not expired; 401 otherwise. */
+  private currentPass(name: string, uid: string, now = Date.now()): Pass {
+    const pass = this.passes.get(name);
+    if (!pass || pass.metadata.uid !== uid) throw unauthorized(`Unauthorized: pass ${JSON.stringify(name)} has been revoked`);
+    if (pass.spec.expiresAt && Date.parse(pass.spec.expiresAt) <= now) {
       throw unauthorized(`Unauthorized: pass "${pass.metadata.name}" expired at ${pass.spec.expiresAt}`);
     }
-    return this.identityFor(pass);
+    return pass;
   }
 
   /** The identity `pass` gives (cached per resourceVersion), e.g. for a kubeconfig naming its clusters. */
@@ -64,7 +96,7 @@ export class Authenticator {
     if (cached && cached.resourceVersion === pass.metadata.resourceVersion) return cached.identity;
     const identity = identityOf(pass);
     const streams = this.streams;
-    if (streams) identity.openStream = () => streams.lease(identity);
+    if (streams) identity.openStream = (notAfter) => streams.lease(identity, notAfter);
     this.identities.set(pass.metadata.name, { resourceVersion: pass.metadata.resourceVersion, identity });
     return identity;
   }

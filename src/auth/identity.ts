@@ -14,8 +14,11 @@ export interface Identity {
   rules: PolicyRule[];
   /** Decides whether a Cluster object is reachable with this pass. */
   reachesCluster(cluster: { metadata: { name: string; labels?: Record<string, string> } }): boolean;
-  /** Holds a watch or tunnel open for as long as the pass allows it (absent: nothing to revoke). */
-  openStream?(): StreamLease;
+  /**
+   * Holds a watch or tunnel open for as long as the pass allows it (absent: nothing to revoke), and
+   * no longer than `notAfter` (ms) when given: the end of the client certificate that opened it.
+   */
+  openStream?(notAfter?: number): StreamLease;
 }
 
 /** The identity a cluster is asked to act as (Impersonate-* headers kpass sends). */

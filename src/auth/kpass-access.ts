@@ -1,7 +1,7 @@
 /**
  * Who may do what on kpass's own API — the one place that decides it. Admin passes manage
  * everything and see credentials; any other pass reads the Clusters it reaches and its own Pass
- * and kubeconfig, and nothing else. What a pass may not read does not exist for it (404).
+ * and kubeconfig, requests client certificates for its own Pass, and nothing else. What a pass may not read does not exist for it (404).
  */
 import { GROUP } from "../core/api-group.ts";
 import type { StoredObject } from "../core/object.ts";
@@ -44,6 +44,11 @@ export function authorizeKubeconfig(identity: Identity, name: string): void {
   if (!identity.isAdmin && identity.pass !== name) throw refuse(identity, attributes("get", "passes", name, "kubeconfig"), "may only fetch its own kubeconfig");
 }
 
+/** Throws 403 unless `identity` may have a client certificate issued for pass `name` (admin, or the pass itself). */
+export function authorizeCertificate(identity: Identity, name: string): void {
+  if (!identity.isAdmin && identity.pass !== name) throw refuse(identity, attributes("create", "passes", name, "certificate"), "may only request certificates for itself");
+}
+
 /** Throws 403 unless `identity` may read /metrics. */
 export function authorizeMetrics(identity: Identity): void {
   if (!identity.isAdmin) {
@@ -54,12 +59,14 @@ export function authorizeMetrics(identity: Identity): void {
 /**
  * The same decisions as rules, for `kubectl auth can-i --list` and access reviews on kpass's own
  * API: an admin pass may do anything there; any other pass may list and watch Clusters and Passes
- * (it sees only its own), read the Clusters it reaches and its own Pass and kubeconfig.
+ * (it sees only its own), read the Clusters it reaches and its own Pass and kubeconfig, and request
+ * certificates for its own Pass.
  */
 export function kpassRules(identity: Identity, reachableClusters: readonly string[]): PolicyRule[] {
   if (identity.isAdmin) return [{ verbs: ["*"], apiGroups: [GROUP], resources: ["*"] }, { verbs: ["get"], nonResourceURLs: ["/metrics"] }, ...IMPLICIT_RULES];
   const rules: PolicyRule[] = [{ verbs: ["list", "watch"], apiGroups: [GROUP], resources: ["clusters", "passes"] }];
   if (reachableClusters.length > 0) rules.push({ verbs: ["get"], apiGroups: [GROUP], resources: ["clusters"], resourceNames: [...reachableClusters] });
   rules.push({ verbs: ["get"], apiGroups: [GROUP], resources: ["passes", "passes/kubeconfig"], resourceNames: [identity.pass] });
+  rules.push({ verbs: ["create"], apiGroups: [GROUP], resources: ["passes/certificate"], resourceNames: [identity.pass] });
   return [...rules, ...IMPLICIT_RULES];
 }

@@ -11,7 +11,8 @@ export interface KubeconfigInput {
   serverUrl: string;
   caPem: string;
   passName: string;
-  token: string;
+  /** The pass token; absent: the user entry has no credential, for the caller to fill in (`kpass kubeconfig --cert`). */
+  token?: string;
   /** Clusters the pass reaches, in the order their contexts are listed. */
   clusters: Cluster[];
   /** Context to make current; default `kpass`. Must name a context of this kubeconfig (else 400). */
@@ -39,7 +40,7 @@ export function buildKubeconfig(input: KubeconfigInput): string {
     preferences: {},
     "current-context": current,
     clusters: entries.map((e) => ({ name: e.name, cluster: { server: e.server, "certificate-authority-data": ca } })),
-    users: [{ name: user, user: { token: input.token } }],
+    users: [{ name: user, user: input.token === undefined ? {} : { token: input.token } }],
     contexts: entries.map((e) => ({ name: e.name, context: { cluster: e.name, user } })),
   });
 }

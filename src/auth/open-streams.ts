@@ -13,6 +13,8 @@ interface Entry {
   identity: Identity;
   /** The pass as it was when the stream opened: any later edit re-decides the stream. */
   version: string;
+  /** When the credential that opened the stream ends (a client certificate's notAfter), if it does. */
+  notAfter?: number;
   abort: AbortController;
 }
 
@@ -51,15 +53,18 @@ export class OpenStreams {
     return n;
   }
 
-  /** Takes a lease for a new stream, or refuses it (revoked pass, or the pass's bound reached). */
-  lease(identity: Identity): StreamLease {
+  /**
+   * Takes a lease for a new stream, or refuses it (revoked pass, or the pass's bound reached).
+   * `notAfter` (ms): the stream also ends when the credential it was opened with expires.
+   */
+  lease(identity: Identity, notAfter?: number): StreamLease {
     const pass = this.passes.get(identity.pass);
     if (!pass || pass.metadata.uid !== identity.passUid) throw new ApiError(401, "Unauthorized", `Unauthorized: pass "${identity.pass}" has been revoked`);
     const set = this.byPass.get(identity.pass) ?? new Set<Entry>();
     if (this.options.maxPerPass > 0 && set.size >= this.options.maxPerPass) {
       throw new ApiError(429, "TooManyRequests", `pass "${identity.pass}" already holds ${set.size} open watches and tunnels (the limit per pass)`, { retryAfterSeconds: 10 });
     }
-    const entry: Entry = { identity, version: versionOf(pass), abort: new AbortController() };
+    const entry: Entry = { identity, version: versionOf(pass), notAfter, abort: new AbortController() };
     set.add(entry);
     this.byPass.set(identity.pass, set);
     return {
@@ -87,9 +92,10 @@ export class OpenStreams {
     const expired = pass?.spec.expiresAt !== undefined && Date.parse(pass.spec.expiresAt) <= now;
     const current = pass && !expired ? versionOf(pass) : undefined;
     for (const entry of [...set]) {
-      if (entry.version === current) continue;
+      const credentialExpired = entry.notAfter !== undefined && entry.notAfter <= now;
+      if (entry.version === current && !credentialExpired) continue;
       set.delete(entry);
-      entry.abort.abort(new ApiError(401, "Unauthorized", `pass "${name}" was revoked or changed`));
+      entry.abort.abort(new ApiError(401, "Unauthorized", credentialExpired ? `the client certificate of pass "${name}" expired` : `pass "${name}" was revoked or changed`));
     }
     if (set.size === 0) this.byPass.delete(name);
   }

@@ -18,16 +18,20 @@ export function kpassClient(kubeconfigPath: string): KpassClient {
   if (config.getContexts().some((c) => c.name === "kpass")) config.setCurrentContext("kpass");
   const cluster = config.getCurrentCluster();
   const user = config.getCurrentUser();
-  if (!cluster || !user?.token) throw new Error(`${kubeconfigPath} has no kpass context with a token`);
+  const cert = fileOrData(user?.certData, user?.certFile);
+  const key = fileOrData(user?.keyData, user?.keyFile);
+  if (!cluster || !user || (!user.token && !(cert && key))) throw new Error(`${kubeconfigPath} has no kpass context with a token or a client certificate`);
   const ca = fileOrData(cluster.caData, cluster.caFile);
   const base = cluster.server.replace(/\/$/, "");
+  const headers: Record<string, string> = { "content-type": "application/json", accept: "application/json" };
+  if (user.token) headers.authorization = `Bearer ${user.token}`;
   return {
     request(method, path, body) {
       return fetch(`${base}${path}`, {
         method,
-        headers: { authorization: `Bearer ${user.token}`, "content-type": "application/json", accept: "application/json" },
+        headers,
         body: body === undefined ? undefined : JSON.stringify(body),
-        tls: { ca, rejectUnauthorized: !cluster.skipTLSVerify },
+        tls: { ca, rejectUnauthorized: !cluster.skipTLSVerify, ...(user.token ? {} : { cert, key }) },
       });
     },
   };

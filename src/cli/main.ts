@@ -13,11 +13,12 @@ Usage:
               [--tls-cert FILE --tls-key FILE [--ca-cert FILE]] [--probe-interval 60s]
               [--upstream-timeout 60s] [--connect-timeout 10s]
               [--idle-timeout 2m] [--max-streams-per-pass 1000] [--audit file|stdout|both|off] [--audit-max-size 100Mi]
-              [--audit-max-backups 10]
+              [--audit-max-backups 10] [--max-cert-ttl 24h]
   kpass version
   kpass cluster add NAME --kubeconfig FILE [--context CTX] [--label k=v]... [--impersonation none|user]
   kpass pass create NAME --user USER [--group G]... [--clusters a,b] [--role view]... [--ttl 720h] [--admin]
-  kpass kubeconfig PASS [--context NAME]
+  kpass pass certificate NAME --csr FILE [--ttl 24h]     (prints the PEM certificate)
+  kpass kubeconfig PASS [--context NAME] [--cert [--cert-ttl 24h]]
 
 Client commands talk to a running kpass with --admin-kubeconfig (default <data>/admin.kubeconfig).
 Data directory: --data, else $KPASS_DATA_DIR, else ~/.kpass.`;
@@ -29,6 +30,12 @@ function dataDir(value: string | undefined): string {
 function durationMs(text: string, flag: string): number {
   const ms = parseDuration(text);
   if (ms === undefined) throw new Error(`${flag}: "${text}" is not a duration such as 30s or 5m`);
+  return ms;
+}
+
+function positiveDuration(text: string, flag: string): number {
+  const ms = durationMs(text, flag);
+  if (!(ms >= 1000)) throw new Error(`${flag}: "${text}" must be at least 1s`);
   return ms;
 }
 
@@ -69,6 +76,7 @@ async function serve(args: string[]): Promise<void> {
       "audit-max-size": { type: "string", default: "100Mi" },
       // Rotated audit.log.1 … audit.log.N kept, like kube-apiserver's --audit-log-maxbackup (0 keeps all).
       "audit-max-backups": { type: "string", default: "10" },
+      "max-cert-ttl": { type: "string", default: "24h" },
     },
   });
   const audit = values.audit!;
@@ -90,6 +98,7 @@ async function serve(args: string[]): Promise<void> {
     connectTimeoutMs: values["connect-timeout"] === undefined ? undefined : durationMs(values["connect-timeout"], "--connect-timeout"),
     idleTimeoutSeconds: durationMs(values["idle-timeout"]!, "--idle-timeout") / 1000,
     maxStreamsPerPass: count(values["max-streams-per-pass"]!, "--max-streams-per-pass"),
+    maxCertTtlMs: positiveDuration(values["max-cert-ttl"]!, "--max-cert-ttl"),
     audit: { file: audit === "file" || audit === "both", stdout: audit === "stdout" || audit === "both", maxBytes: bytes(values["audit-max-size"]!), maxBackups: count(values["audit-max-backups"]!, "--audit-max-backups") },
   });
   console.error(`kpass ${KPASS_VERSION} listening on ${server.url}`);
@@ -159,15 +168,52 @@ async function passCreate(args: string[]): Promise<void> {
   console.log(created.status?.token ?? "");
 }
 
+const PASSES_PATH = "/apis/cluster.kpass.dev/v1beta1/passes";
+
+/** spec.expirationSeconds of a PassCertificateRequest from a --ttl-like flag (absent: the server's maximum). */
+function expirationSeconds(text: string | undefined, flag: string): number | undefined {
+  return text === undefined ? undefined : Math.floor(durationMs(text, flag) / 1000);
+}
+
+/** POSTs a PassCertificateRequest for pass `name`; returns the PEM certificate and its expiry. */
+async function requestCertificate(values: { data?: string; "admin-kubeconfig"?: string }, name: string, csrPem: string, seconds: number | undefined): Promise<{ certPem: string; expirationTimestamp: string }> {
+  const body = { apiVersion: "cluster.kpass.dev/v1beta1", kind: "PassCertificateRequest", spec: { request: Buffer.from(csrPem).toString("base64"), ...(seconds === undefined ? {} : { expirationSeconds: seconds }) } };
+  const answer = (await expectOk(await (await clientFor(values)).request("POST", `${PASSES_PATH}/${encodeURIComponent(name)}/certificate`, body))) as { status: { certificate: string; expirationTimestamp: string } };
+  return { certPem: Buffer.from(answer.status.certificate, "base64").toString("utf8"), expirationTimestamp: answer.status.expirationTimestamp };
+}
+
 async function kubeconfig(args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { ...clientOptions, context: { type: "string" } } });
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { ...clientOptions, context: { type: "string" }, cert: { type: "boolean", default: false }, "cert-ttl": { type: "string" } } });
   const name = positionals[0];
-  if (!name) throw new Error("usage: kpass kubeconfig PASS [--context NAME]");
+  if (!name) throw new Error("usage: kpass kubeconfig PASS [--context NAME] [--cert [--cert-ttl 24h]]");
+  if (values["cert-ttl"] !== undefined && !values.cert) throw new Error("--cert-ttl goes with --cert");
   // current-context is `kpass` unless --context names another context of the generated kubeconfig.
-  const query = values.context === undefined ? "" : `?context=${encodeURIComponent(values.context)}`;
-  const response = await (await clientFor(values)).request("GET", `/apis/cluster.kpass.dev/v1beta1/passes/${encodeURIComponent(name)}/kubeconfig${query}`);
+  const query = new URLSearchParams();
+  if (values.context !== undefined) query.set("context", values.context);
+  if (values.cert) query.set("credential", "none");
+  const search = query.size > 0 ? `?${query}` : "";
+  const response = await (await clientFor(values)).request("GET", `${PASSES_PATH}/${encodeURIComponent(name)}/kubeconfig${search}`);
   if (!response.ok) await expectOk(response);
-  process.stdout.write(await response.text());
+  const text = await response.text();
+  if (!values.cert) return void process.stdout.write(text);
+  // A fresh key pair made here: only its CSR leaves this process, and kpass keeps no private key.
+  const { newKeyAndCsr } = await import("./certificate-request.ts");
+  const { keyPem, csrPem } = await newKeyAndCsr(name);
+  const { certPem } = await requestCertificate(values, name, csrPem, expirationSeconds(values["cert-ttl"], "--cert-ttl"));
+  const { parse, stringify } = await import("yaml");
+  const config = parse(text) as { users: { user: Record<string, string> }[] };
+  for (const entry of config.users) entry.user = { "client-certificate-data": Buffer.from(certPem).toString("base64"), "client-key-data": Buffer.from(keyPem).toString("base64") };
+  process.stdout.write(stringify(config));
+}
+
+async function passCertificate(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { ...clientOptions, csr: { type: "string" }, ttl: { type: "string" } } });
+  const name = positionals[0];
+  if (!name || !values.csr) throw new Error("usage: kpass pass certificate NAME --csr FILE [--ttl 24h]");
+  const { readFileSync } = await import("node:fs");
+  const { certPem, expirationTimestamp } = await requestCertificate(values, name, readFileSync(values.csr, "utf8"), expirationSeconds(values.ttl, "--ttl"));
+  console.error(`certificate for pass ${name} issued; it expires at ${expirationTimestamp}`);
+  process.stdout.write(certPem);
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -183,6 +229,7 @@ async function main(argv: string[]): Promise<void> {
       break;
     case "pass":
       if (sub === "create") return passCreate(rest);
+      if (sub === "certificate") return passCertificate(rest);
       break;
     case "kubeconfig":
       return kubeconfig(argv.slice(1));

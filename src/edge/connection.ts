@@ -1,4 +1,4 @@
-import type { RequestContext } from "../core/request-context.ts";
+import type { ClientCertificate, RequestContext } from "../core/request-context.ts";
 import type { Socket } from "bun";
 import { pathNotFound, statusResponse, ApiError } from "../core/status.ts";
 import { ChunkedDecoder } from "../proxy/chunked.ts";
@@ -46,6 +46,18 @@ interface Current {
 
 const BASE_URL = "https://kpass.local";
 
+/** The leaf certificate the client presented (DER and serial), or undefined; never throws. */
+function peerCertificate(socket: Socket<ClientConnection>): ClientCertificate | undefined {
+  try {
+    // Bun returns undefined (not {}) when the client sent none, and the DER as `raw`.
+    const peer = socket.getPeerCertificate?.() as { raw?: Uint8Array; serialNumber?: string } | undefined | null;
+    if (!peer?.raw || peer.raw.byteLength === 0) return undefined;
+    return { der: new Uint8Array(peer.raw), serial: (peer.serialNumber ?? "").toUpperCase() };
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * One client connection: frames every request itself (strict heads, bodies by length or
  * chunks), answers pipelined requests in order, owns its idle and head deadlines, and hands
@@ -61,6 +73,8 @@ export class ClientConnection implements ResponseSink {
   private headTimer: ReturnType<typeof setTimeout> | undefined;
   private pipe: PipeEnd | undefined;
   private finishers: (() => void)[] = [];
+  /** What the client presented in the TLS handshake, read once; the same object for every request. */
+  private clientCertificate: ClientCertificate | undefined;
   closed = false;
 
   private runFinishers(): void {
@@ -73,6 +87,7 @@ export class ClientConnection implements ResponseSink {
 
   opened(socket: Socket<ClientConnection>): void {
     this.socket = socket;
+    this.clientCertificate = peerCertificate(socket);
     this.waitForHead();
   }
 
@@ -201,6 +216,7 @@ export class ClientConnection implements ResponseSink {
       sourceIP: this.socket?.remoteAddress ?? "",
       sourcePort: this.socket?.remotePort ?? 0,
       rawHeaders: head.rawHeaders,
+      clientCertificate: this.clientCertificate,
       onFinished: (callback) => finishers.push(callback),
     };
     this.finishers = finishers;

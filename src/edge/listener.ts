@@ -6,6 +6,11 @@ export interface EdgeOptions {
   hostname: string;
   port: number;
   tls: { cert: string; key: string };
+  /**
+   * CA of pass client certificates: when set, the listener asks every client for a certificate
+   * (requests, does not require one) and hands what it presented to the connection. auth/ checks it.
+   */
+  clientCaPem?: string;
   handle: RequestHandler;
   upgrade: UpgradeHandler;
   /** Seconds a started request head may take to complete. */
@@ -27,9 +32,19 @@ export function startEdge(options: EdgeOptions): TCPSocketListener<ClientConnect
   return Bun.listen<ClientConnection>({
     hostname: options.hostname,
     port: options.port,
-    tls: { cert: options.tls.cert, key: options.tls.key, ALPNProtocols: HTTP11_ALPN },
+    // With `ca` set, the CertificateRequest names the client CA, so Go clients (kubectl) offer
+    // only a certificate it issued. rejectUnauthorized: false lets every client through the
+    // handshake — token clients and clients with foreign certificates get their answer in HTTP.
+    tls: {
+      cert: options.tls.cert,
+      key: options.tls.key,
+      ALPNProtocols: HTTP11_ALPN,
+      ...(options.clientCaPem ? { ca: options.clientCaPem, requestCert: true, rejectUnauthorized: false } : {}),
+    },
     allowHalfOpen: true,
     socket: {
+      // No `handshake` handler: with one, Bun calls `open` before the handshake, when the peer
+      // certificate is not known yet; without one, `open` runs after it.
       open(socket) {
         socket.data = new ClientConnection(connectionOptions);
         socket.data.opened(socket);

@@ -53,7 +53,7 @@ export function createUpgradeHandler(options: TunnelOptions): UpgradeHandler {
     let admitted: Admitted;
     try {
       admitted = await admission.admit(
-        { target: head.target, method: head.method, headers: head.headers, rawHeaders: head.rawHeaders, upgrade: true, sourceIP: context.sourceIP },
+        { target: head.target, method: head.method, headers: head.headers, rawHeaders: head.rawHeaders, upgrade: true, sourceIP: context.sourceIP, clientCertificate: context.clientCertificate },
         {
           beforeParse: () => checkHead(head),
           onTarget: checkTarget,

@@ -9,6 +9,7 @@ import type { Authenticator } from "../auth/authenticate.ts";
 import type { Identity } from "../auth/identity.ts";
 import type { StreamLease } from "../auth/open-streams.ts";
 import { requestAttributes, type RequestAttributes } from "../auth/request-attributes.ts";
+import type { ClientCertificate } from "../core/request-context.ts";
 import { asApiError, badRequest, type ApiError } from "../core/status.ts";
 import { planProxy, type ProxyDeps, type ProxyPlan } from "./plan.ts";
 import { clusterNameOf, parseProxyTarget, type ProxyTarget } from "./proxy-path.ts";
@@ -32,6 +33,8 @@ export interface ClusterRequest {
   rawHeaders?: readonly (readonly [string, string])[];
   upgrade: boolean;
   sourceIP: string;
+  /** The client certificate of the connection the request came on, if any. */
+  clientCertificate?: ClientCertificate;
 }
 
 /** A request kpass let through: who sent it, where it goes, and the lease it holds (if any). */
@@ -41,6 +44,8 @@ export interface Admitted {
   plan: ProxyPlan;
   lease?: StreamLease;
   startedAt: number;
+  /** Serial of the client certificate the request authenticated with (absent: a bearer token). */
+  certificateSerial?: string;
 }
 
 /** What an entry point checks on top of the common steps; each may throw an ApiError. */
@@ -74,22 +79,28 @@ export class ClusterAdmission {
   async admit(request: ClusterRequest, checks: EntryChecks): Promise<Admitted> {
     const startedAt = performance.now();
     let identity: Identity | undefined;
+    let certificateSerial: string | undefined;
+    let certificateNotAfter: number | undefined;
     let target: ProxyTarget | undefined;
     try {
       // Who is asking comes first, as in kube-apiserver's filter chain: an anonymous request is
       // told 401 whatever else is wrong with it, and every later refusal names the pass.
-      identity = await this.deps.authenticator.authenticate(request.headers);
+      const authenticated = await this.deps.authenticator.authenticateRequest(request.headers, request.clientCertificate);
+      identity = authenticated.identity;
+      certificateSerial = authenticated.certificate?.serial;
+      certificateNotAfter = authenticated.certificate?.notAfter;
       checks.beforeParse?.();
       target = parseProxyTarget(request.target);
       checks.onTarget?.(target);
       if (!target) throw badRequest(`${request.target.slice(0, 256)} is not a cluster proxy path`);
       const plan = planProxy(this.deps, identity, target, request);
       await checks.afterPlan?.(plan, identity);
-      const lease = checks.holdsStream(plan) ? identity.openStream?.() : undefined;
-      return { request, identity, plan, lease, startedAt };
+      // A stream opened with a client certificate ends when the certificate does.
+      const lease = checks.holdsStream(plan) ? identity.openStream?.(certificateNotAfter) : undefined;
+      return { request, identity, plan, lease, startedAt, certificateSerial };
     } catch (error) {
       const refusal = asApiError(error);
-      this.refused(request, identity, target, refusal);
+      this.refused(request, identity, target, refusal, identity ? certificateSerial : presentedSerial(request));
       throw refusal;
     }
   }
@@ -106,18 +117,20 @@ export class ClusterAdmission {
       startedAt: admitted.startedAt,
       impersonated: plan.decision.impersonate?.user,
       sourceIP: admitted.request.sourceIP,
+      clientCertificateSerial: admitted.certificateSerial,
       ...outcome,
     });
   }
 
   /** A cluster-bound request the edge refused before admission (a dot segment), audited like the others. */
-  async refusedAtEdge(target: string, headers: Headers, sourceIP: string, error: ApiError): Promise<void> {
-    const identity = await this.deps.authenticator.authenticate(headers).catch(() => undefined);
-    this.refused({ target, method: "", headers, upgrade: false, sourceIP }, identity, undefined, error);
+  async refusedAtEdge(target: string, headers: Headers, sourceIP: string, error: ApiError, clientCertificate?: ClientCertificate): Promise<void> {
+    const request: ClusterRequest = { target, method: "", headers, upgrade: false, sourceIP, clientCertificate };
+    const authenticated = await this.deps.authenticator.authenticateRequest(headers, clientCertificate).catch(() => undefined);
+    this.refused(request, authenticated?.identity, undefined, error, authenticated ? authenticated.certificate?.serial : presentedSerial(request));
   }
 
   /** The refusal's line: what authorization would have read, when the target parsed that far. */
-  private refused(request: ClusterRequest, identity: Identity | undefined, target: ProxyTarget | undefined, error: ApiError): void {
+  private refused(request: ClusterRequest, identity: Identity | undefined, target: ProxyTarget | undefined, error: ApiError, certificateSerial: string | undefined): void {
     this.deps.audit.record({
       pass: identity?.pass ?? "",
       user: identity?.user ?? "",
@@ -129,8 +142,14 @@ export class ClusterAdmission {
       bytesOut: 0,
       message: error.message,
       sourceIP: request.sourceIP,
+      clientCertificateSerial: certificateSerial,
     });
   }
+}
+
+/** The serial of a certificate that was to authenticate a request (no bearer token) but did not. */
+function presentedSerial(request: ClusterRequest): string | undefined {
+  return request.headers.has("authorization") ? undefined : request.clientCertificate?.serial;
 }
 
 function readAttributes(request: ClusterRequest, target: ProxyTarget): RequestAttributes | undefined {

@@ -17,7 +17,7 @@ export interface RestProxyOptions {
   headerTimeoutMs: number;
 }
 
-type Context = Pick<RequestContext, "target" | "sourceIP"> & Partial<Pick<RequestContext, "onFinished" | "rawHeaders">>;
+type Context = Pick<RequestContext, "target" | "sourceIP"> & Partial<Pick<RequestContext, "onFinished" | "rawHeaders" | "clientCertificate">>;
 
 /** Ends the request's stream lease with its response (or with the client, without an edge). */
 function holdLease(admitted: Admitted, req: Request, context: Context): AbortSignal {
@@ -33,7 +33,7 @@ export function createRestProxy(options: RestProxyOptions): (req: Request, conte
   return async function proxy(req, context) {
     let forwarded = req;
     const admitted = await admission.admit(
-      { target: context.target, method: req.method, headers: req.headers, rawHeaders: context.rawHeaders, upgrade: false, sourceIP: context.sourceIP },
+      { target: context.target, method: req.method, headers: req.headers, rawHeaders: context.rawHeaders, upgrade: false, sourceIP: context.sourceIP, clientCertificate: context.clientCertificate },
       {
         afterPlan: async (plan, identity) => {
           forwarded = await admitProxied(req, identity, plan);

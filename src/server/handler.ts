@@ -10,7 +10,7 @@ import { asApiError, statusResponse } from "../core/status.ts";
 import { versionInfo } from "../api/discovery.ts";
 import { isProxyTarget } from "../proxy/proxy-path.ts";
 
-export type ApiRequestContext = Pick<RequestContext, "target" | "sourceIP"> & Partial<Pick<RequestContext, "onFinished" | "rawHeaders">>;
+export type ApiRequestContext = Pick<RequestContext, "target" | "sourceIP"> & Partial<Pick<RequestContext, "onFinished" | "rawHeaders" | "clientCertificate">>;
 
 export interface HandlerDeps {
   authenticator: Authenticator;
@@ -32,8 +32,8 @@ export function createHandler(deps: HandlerDeps): (req: Request, context: ApiReq
         return Response.json(versionInfo());
     }
     if (isProxyTarget(context.target)) return deps.proxy(req, context);
-    const identity = await deps.authenticator.authenticate(req.headers);
-    return deps.api(req, identity, path);
+    const { identity, certificate } = await deps.authenticator.authenticateRequest(req.headers, context.clientCertificate);
+    return deps.api(req, identity, path, { sourceIP: context.sourceIP, clientCertificateSerial: certificate?.serial });
   }
 
   return async function handle(req, context) {

@@ -4,11 +4,13 @@ import { join } from "node:path";
 import { clusterKind } from "../api/kinds/cluster.ts";
 import { passKind } from "../api/kinds/pass.ts";
 import { Kubeconfigs } from "../api/kubeconfigs.ts";
+import { PassCertificates } from "../api/pass-certificates.ts";
 import type { KindEndpoint } from "../api/rest.ts";
 import { createKpassApi } from "../api/router.ts";
 import { SelfReviews } from "../api/self-reviews.ts";
 import { AuditLog } from "../audit/audit-log.ts";
 import { Authenticator } from "../auth/authenticate.ts";
+import { ClientCertificateAuthority } from "../auth/client-certificates.ts";
 import { OpenStreams } from "../auth/open-streams.ts";
 import { loadOrCreateSigningKey } from "../auth/signing-key.ts";
 import { TokenService } from "../auth/tokens.ts";
@@ -49,6 +51,8 @@ export interface ServerConfig {
   maxStreamsPerPass?: number;
   /** Seconds an idle client keep-alive connection stays open. */
   idleTimeoutSeconds?: number;
+  /** Longest lifetime of an issued pass client certificate (--max-cert-ttl); default 24 h. */
+  maxCertTtlMs?: number;
   audit: { file: boolean; stdout: boolean; maxBytes: number; maxBackups?: number };
 }
 
@@ -81,7 +85,9 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const { clusters, passes } = await openStores(config.dataDir);
   const transports = new ClusterTransports({ connectTimeoutMs: config.connectTimeoutMs ?? Math.min(config.upstreamTimeoutMs, 10_000) });
   const streams = new OpenStreams(passes, { maxPerPass: config.maxStreamsPerPass ?? 1000 });
-  const authenticator = new Authenticator(tokens, passes, streams);
+  // The client-signing CA is kpass's own, never the serving CA (which may be supplied by flags).
+  const clientCa = await ClientCertificateAuthority.loadOrCreate(config.dataDir);
+  const authenticator = new Authenticator(tokens, passes, streams, clientCa);
   const audit = new AuditLog({ path: config.audit.file ? join(config.dataDir, "audit.log") : undefined, stdout: config.audit.stdout, maxBytes: config.audit.maxBytes, maxBackups: config.audit.maxBackups });
   const metrics = new Metrics();
   let serverUrl = config.externalUrl ?? "";
@@ -93,7 +99,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const handler = createHandler({
     authenticator,
     proxy: createRestProxy({ admission, headerTimeoutMs: config.upstreamTimeoutMs }),
-    api: createKpassApi({ endpoints, kubeconfigs, selfReviews: new SelfReviews(clusters), metrics: () => metrics.render({ clusters: clusters.size, passes: passes.size }) }),
+    api: createKpassApi({ endpoints, kubeconfigs, passCertificates: new PassCertificates({ passes, clientCa, maxTtlMs: config.maxCertTtlMs ?? 24 * 3_600_000, audit }), selfReviews: new SelfReviews(clusters), metrics: () => metrics.render({ clusters: clusters.size, passes: passes.size }) }),
     observe: (status) => metrics.observe(status),
   });
   const descriptors = await raiseDescriptorLimit();
@@ -102,11 +108,12 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     hostname: config.hostname,
     port: config.port,
     tls: { cert: certificates.certPem, key: certificates.keyPem },
+    clientCaPem: clientCa.certPem,
     handle: handler,
     upgrade: createUpgradeHandler({ admission, headerTimeoutMs: config.upstreamTimeoutMs }),
     idleTimeoutSeconds: config.idleTimeoutSeconds,
     onRefused: (context, headers, error) => {
-      if (isProxyTarget(context.target)) void admission.refusedAtEdge(context.target, headers, context.sourceIP, error);
+      if (isProxyTarget(context.target)) void admission.refusedAtEdge(context.target, headers, context.sourceIP, error, context.clientCertificate);
     },
   });
   const url = listenUrl(config.hostname, edge.port);

@@ -166,6 +166,9 @@ export function parseResponses(buffer: Buffer, closed: boolean, headMethods: str
 export interface OpenOptions {
   servername?: string;
   timeoutMs?: number;
+  /** A client certificate (PEM) and its key, presented in the handshake. */
+  cert?: string;
+  key?: string;
 }
 
 /** One TLS connection that writes bytes verbatim and parses what comes back. */
@@ -202,7 +205,7 @@ export class RawTlsConnection {
         socket.destroy();
         reject(new Error(`TLS connect to ${url} timed out`));
       }, options.timeoutMs ?? 5000);
-      const socket = connect({ host: hostname, port: Number(port), ca: caPem, servername: options.servername ?? "localhost", ALPNProtocols: ["http/1.1"] }, () => {
+      const socket = connect({ host: hostname, port: Number(port), ca: caPem, servername: options.servername ?? "localhost", ALPNProtocols: ["http/1.1"], cert: options.cert, key: options.key }, () => {
         clearTimeout(timer);
         resolve(new RawTlsConnection(socket));
       });

@@ -86,7 +86,7 @@ export const passKind: KindDefinition<Pass> = {
   plural: "passes",
   singular: "pass",
   shortNames: ["kp"],
-  subresources: ["kubeconfig"],
+  subresources: ["kubeconfig", "certificate"],
   schema: objectSchema(specSchema, statusSchema),
   validate: validatePass,
   normalize(pass) {
