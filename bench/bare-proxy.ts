@@ -99,7 +99,7 @@ if (values.mode === "serve") {
       client.respond(Response.json({ kind: "Status", apiVersion: "v1", status: "Failure", code: 400, reason: "BadRequest", message: "no upgrades here" }, { status: 400 })),
   });
   url = `https://127.0.0.1:${edge.port}`;
-  stop = () => edge.stop(true);
+  stop = () => edge.stop();
 } else {
   throw new Error(`--mode must be serve or edge, not ${values.mode}`);
 }

@@ -96,7 +96,7 @@ export class Authenticator {
     if (cached && cached.resourceVersion === pass.metadata.resourceVersion) return cached.identity;
     const identity = identityOf(pass);
     const streams = this.streams;
-    if (streams) identity.openStream = (notAfter) => streams.lease(identity, notAfter);
+    if (streams) identity.openStream = (notAfter, kind) => streams.lease(identity, notAfter, kind);
     this.identities.set(pass.metadata.name, { resourceVersion: pass.metadata.resourceVersion, identity });
     return identity;
   }

@@ -1,4 +1,4 @@
-import type { StreamLease } from "./open-streams.ts";
+import type { StreamKind, StreamLease } from "./open-streams.ts";
 import type { PolicyRule } from "../core/pass.ts";
 
 /** Who is calling: the pass a request authenticated with, and what that pass may do. */
@@ -18,7 +18,7 @@ export interface Identity {
    * Holds a watch or tunnel open for as long as the pass allows it (absent: nothing to revoke), and
    * no longer than `notAfter` (ms) when given: the end of the client certificate that opened it.
    */
-  openStream?(notAfter?: number): StreamLease;
+  openStream?(notAfter?: number, kind?: StreamKind): StreamLease;
 }
 
 /** The identity a cluster is asked to act as (Impersonate-* headers kpass sends). */

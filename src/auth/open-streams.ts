@@ -15,8 +15,12 @@ interface Entry {
   version: string;
   /** When the credential that opened the stream ends (a client certificate's notAfter), if it does. */
   notAfter?: number;
+  kind: StreamKind;
   abort: AbortController;
 }
+
+/** Watches and log follows end first on shutdown (clients re-watch elsewhere); tunnels last. */
+export type StreamKind = "stream" | "tunnel";
 
 export interface OpenStreamsOptions {
   /** Concurrent watches and tunnels one pass may hold (0: unbounded). */
@@ -57,14 +61,14 @@ export class OpenStreams {
    * Takes a lease for a new stream, or refuses it (revoked pass, or the pass's bound reached).
    * `notAfter` (ms): the stream also ends when the credential it was opened with expires.
    */
-  lease(identity: Identity, notAfter?: number): StreamLease {
+  lease(identity: Identity, notAfter?: number, kind: StreamKind = "stream"): StreamLease {
     const pass = this.passes.get(identity.pass);
     if (!pass || pass.metadata.uid !== identity.passUid) throw new ApiError(401, "Unauthorized", `Unauthorized: pass "${identity.pass}" has been revoked`);
     const set = this.byPass.get(identity.pass) ?? new Set<Entry>();
     if (this.options.maxPerPass > 0 && set.size >= this.options.maxPerPass) {
       throw new ApiError(429, "TooManyRequests", `pass "${identity.pass}" already holds ${set.size} open watches and tunnels (the limit per pass)`, { retryAfterSeconds: 10 });
     }
-    const entry: Entry = { identity, version: versionOf(pass), notAfter, abort: new AbortController() };
+    const entry: Entry = { identity, version: versionOf(pass), notAfter, kind, abort: new AbortController() };
     set.add(entry);
     this.byPass.set(identity.pass, set);
     return {
@@ -74,6 +78,21 @@ export class OpenStreams {
         if (set.size === 0 && this.byPass.get(identity.pass) === set) this.byPass.delete(identity.pass);
       },
     };
+  }
+
+  /** Ends every open stream of `kind` (shutdown); returns how many it ended. */
+  endAll(kind: StreamKind, reason: string): number {
+    let ended = 0;
+    for (const [name, set] of this.byPass) {
+      for (const entry of [...set]) {
+        if (entry.kind !== kind) continue;
+        set.delete(entry);
+        entry.abort.abort(new ApiError(503, "ServiceUnavailable", reason));
+        ended++;
+      }
+      if (set.size === 0) this.byPass.delete(name);
+    }
+    return ended;
   }
 
   stop(): void {

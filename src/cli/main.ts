@@ -13,7 +13,7 @@ Usage:
               [--tls-cert FILE --tls-key FILE [--ca-cert FILE]] [--probe-interval 60s]
               [--upstream-timeout 60s] [--connect-timeout 10s]
               [--idle-timeout 2m] [--max-streams-per-pass 1000] [--audit file|stdout|both|off] [--audit-max-size 100Mi]
-              [--audit-max-backups 10] [--max-cert-ttl 24h]
+              [--audit-max-backups 10] [--shutdown-grace 30s] [--shutdown-delay 0s] [--max-cert-ttl 24h]
   kpass version
   kpass cluster add NAME --kubeconfig FILE [--context CTX] [--label k=v]... [--impersonation none|user]
   kpass pass create NAME --user USER [--group G]... [--clusters a,b] [--role view]... [--ttl 720h] [--admin]
@@ -77,6 +77,9 @@ async function serve(args: string[]): Promise<void> {
       // Rotated audit.log.1 … audit.log.N kept, like kube-apiserver's --audit-log-maxbackup (0 keeps all).
       "audit-max-backups": { type: "string", default: "10" },
       "max-cert-ttl": { type: "string", default: "24h" },
+      "shutdown-grace": { type: "string", default: "30s" },
+      // Serving on, unready, before new connections are refused (kube-apiserver's --shutdown-delay-duration).
+      "shutdown-delay": { type: "string", default: "0s" },
     },
   });
   const audit = values.audit!;
@@ -104,12 +107,20 @@ async function serve(args: string[]): Promise<void> {
   console.error(`kpass ${KPASS_VERSION} listening on ${server.url}`);
   console.error(`admin kubeconfig: ${server.adminKubeconfigPath}`);
   console.error(`try: kubectl --kubeconfig ${server.adminKubeconfigPath} get clusters`);
+  const graceMs = durationMs(values["shutdown-grace"]!, "--shutdown-grace");
+  const delayMs = durationMs(values["shutdown-delay"]!, "--shutdown-delay");
   const shutdown = async () => {
-    await server.stop();
+    await server.stop(graceMs, delayMs);
     process.exit(0);
   };
   process.on("SIGINT", shutdown);
   process.on("SIGTERM", shutdown);
+  process.on("SIGHUP", () => {
+    server.reloadCertificates().then(
+      () => console.error("kpass: serving certificate reloaded"),
+      (error: Error) => console.error(`kpass: serving certificate not reloaded, the old one stays: ${error.message}`),
+    );
+  });
 }
 
 // The client commands load @kubernetes/client-node (~50 MiB) only when they run, never in `serve`.

@@ -67,6 +67,8 @@ export class ClientConnection implements ResponseSink {
   socket: Socket<ClientConnection> | undefined;
   private buffer: Buffer = Buffer.alloc(0);
   private state: "head" | "request" | "upgrade" | "tunnel" | "closing" = "head";
+  /** Shutting down: no request after the one in flight. */
+  private draining = false;
   private current: Current | undefined;
   private readonly queue: Uint8Array[] = [];
   private drainWaiters: (() => void)[] = [];
@@ -170,6 +172,23 @@ export class ClientConnection implements ResponseSink {
     this.queue.length = 0;
     this.releaseWaiters();
     this.runFinishers();
+  }
+
+  /** Serving a request (a tunnel, once open, is not: it is neither drained nor waited for). */
+  get busy(): boolean {
+    return this.state === "request" || this.state === "upgrade";
+  }
+
+  /** Shutdown: close now when idle, else after the response in flight (with Connection: close). */
+  drain(): void {
+    this.draining = true;
+    if (this.state === "head" && !this.current) this.close();
+  }
+
+  /** Closes at once, whatever is in flight. */
+  terminate(): void {
+    this.socket?.terminate();
+    this.onClose();
   }
 
   onTimeout(): void {
@@ -324,7 +343,7 @@ export class ClientConnection implements ResponseSink {
     if (current.bodyError && !this.closed) response = statusResponse(new ApiError(400, "BadRequest", current.bodyError));
     if (this.closed) return void response.body?.cancel().catch(() => {});
     // A body not read to its end leaves the connection's framing unknown: close after answering.
-    const close = !head.keepAlive || !current.bodyDone || current.bodyError !== undefined || this.state === "closing";
+    const close = !head.keepAlive || !current.bodyDone || current.bodyError !== undefined || this.state === "closing" || this.draining;
     const complete = await writeResponse(this, response, { headOnly: head.method === "HEAD", chunkedAllowed: head.version === "HTTP/1.1", close });
     this.current = undefined;
     this.runFinishers();
@@ -335,6 +354,8 @@ export class ClientConnection implements ResponseSink {
       return;
     }
     this.state = "head";
+    // Shutdown began while this response was streaming (a watch): it was the last one.
+    if (this.draining) return this.close();
     this.socket?.resume();
     this.nextRequest();
   }

@@ -96,7 +96,7 @@ export class ClusterAdmission {
       const plan = planProxy(this.deps, identity, target, request);
       await checks.afterPlan?.(plan, identity);
       // A stream opened with a client certificate ends when the certificate does.
-      const lease = checks.holdsStream(plan) ? identity.openStream?.(certificateNotAfter) : undefined;
+      const lease = checks.holdsStream(plan) ? identity.openStream?.(certificateNotAfter, request.upgrade ? "tunnel" : "stream") : undefined;
       return { request, identity, plan, lease, startedAt, certificateSerial };
     } catch (error) {
       const refusal = asApiError(error);

@@ -18,15 +18,19 @@ export interface HandlerDeps {
   api: KpassApi;
   /** Sees the status of every response. */
   observe?: (status: number) => void;
+  /** False once shutdown began: /readyz says so first, so load balancers stop sending. */
+  ready?: () => boolean;
 }
 
 export function createHandler(deps: HandlerDeps): (req: Request, context: ApiRequestContext) => Promise<Response> {
   async function route(req: Request, context: ApiRequestContext): Promise<Response> {
     const path = context.target.split("?")[0]!;
     switch (path) {
+      case "/readyz":
+        if (deps.ready && !deps.ready()) return new Response("shutting down", { status: 503, headers: { "content-type": "text/plain" } });
+        return new Response("ok", { headers: { "content-type": "text/plain" } });
       case "/healthz":
       case "/livez":
-      case "/readyz":
         return new Response("ok", { headers: { "content-type": "text/plain" } });
       case "/version":
         return Response.json(versionInfo());

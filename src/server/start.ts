@@ -32,6 +32,7 @@ import { ObjectStore, RevisionClock } from "../store/object-store.ts";
 import { ensureAdminPass, writeAdminKubeconfig } from "./admin-kubeconfig.ts";
 import { createHandler } from "./handler.ts";
 import { Metrics } from "./metrics.ts";
+import { shutdown } from "./shutdown.ts";
 
 export interface ServerConfig {
   dataDir: string;
@@ -60,7 +61,10 @@ export interface RunningServer {
   url: string;
   port: number;
   adminKubeconfigPath: string;
-  stop(): Promise<void>;
+  /** Graceful stop: see server/shutdown.ts. `graceMs` defaults to 30 s, `delayMs` to 0. */
+  stop(graceMs?: number, delayMs?: number): Promise<void>;
+  /** Serving certificate read again (SIGHUP): new handshakes see it, open connections stay. */
+  reloadCertificates(): Promise<void>;
 }
 
 async function openStores(dataDir: string): Promise<{ clusters: ObjectStore<Cluster>; passes: ObjectStore<Pass> }> {
@@ -80,7 +84,8 @@ function listenUrl(hostname: string, port: number): string {
 
 export async function startServer(config: ServerConfig): Promise<RunningServer> {
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
-  const certificates = await loadServingCertificates({ dataDir: config.dataDir, sans: config.sans, certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, caFile: config.caFile });
+  const certificateOptions = { dataDir: config.dataDir, sans: config.sans, certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, caFile: config.caFile };
+  const certificates = await loadServingCertificates(certificateOptions);
   const tokens = new TokenService(await loadOrCreateSigningKey(join(config.dataDir, "token-signing.jwk")));
   const { clusters, passes } = await openStores(config.dataDir);
   const transports = new ClusterTransports({ connectTimeoutMs: config.connectTimeoutMs ?? Math.min(config.upstreamTimeoutMs, 10_000) });
@@ -91,6 +96,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const audit = new AuditLog({ path: config.audit.file ? join(config.dataDir, "audit.log") : undefined, stdout: config.audit.stdout, maxBytes: config.audit.maxBytes, maxBackups: config.audit.maxBackups });
   const metrics = new Metrics();
   let serverUrl = config.externalUrl ?? "";
+  let stopping = false;
   const kubeconfigs = new Kubeconfigs({ tokens, authenticator, passes, clusters, caPem: certificates.caPem, serverUrl: () => serverUrl });
   // The token is shown once, in the create response; kpass keeps only the key that signs it.
   const passEndpoint: KindEndpoint<Pass> = { kind: passKind, store: passes, createdResponse: async (pass) => ({ status: { ...pass.status, token: await tokens.mint(pass.metadata.name, pass.metadata.uid) } }) };
@@ -101,6 +107,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     proxy: createRestProxy({ admission, headerTimeoutMs: config.upstreamTimeoutMs }),
     api: createKpassApi({ endpoints, kubeconfigs, passCertificates: new PassCertificates({ passes, clientCa, maxTtlMs: config.maxCertTtlMs ?? 24 * 3_600_000, audit }), selfReviews: new SelfReviews(clusters), metrics: () => metrics.render({ clusters: clusters.size, passes: passes.size }) }),
     observe: (status) => metrics.observe(status),
+    ready: () => !stopping,
   });
   const descriptors = await raiseDescriptorLimit();
   if (descriptors !== undefined) console.error(`kpass: descriptor limit ${descriptors}: room for ${budgetConnections(descriptors)} concurrent connections to clusters`);
@@ -128,10 +135,14 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     url,
     port: edge.port,
     adminKubeconfigPath,
-    async stop() {
-      prober.stop();
-      streams.stop();
-      edge.stop(true);
+    async stop(graceMs = 30_000, delayMs = 0) {
+      if (stopping) return;
+      stopping = true;
+      await shutdown({ edge, streams, audit, stopBackground: () => prober.stop(), log: (m) => console.error(`kpass: ${m}`) }, graceMs, delayMs);
+    },
+    async reloadCertificates() {
+      const next = await loadServingCertificates(certificateOptions);
+      edge.reloadTls({ cert: next.certPem, key: next.keyPem });
     },
   };
 }

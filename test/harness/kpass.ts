@@ -23,6 +23,10 @@ export interface KpassProcess {
   /** Calls kpass's API with the admin token (or another). */
   api(method: string, path: string, body?: unknown, init?: { token?: string; headers?: Record<string, string> }): Promise<ApiResponse>;
   stop(): Promise<void>;
+  /** Sends a signal to the process (SIGTERM, SIGHUP). */
+  signal(name: NodeJS.Signals): void;
+  /** The exit code, once the process has exited. */
+  exited: Promise<number>;
   stderr(): string;
 }
 
@@ -87,6 +91,8 @@ export async function startKpass(options: StartOptions = {}): Promise<KpassProce
       proc.kill();
       await proc.exited;
     },
+    signal: (name) => proc.kill(name),
+    exited: proc.exited,
     stderr: () => stderrText,
   };
 }
