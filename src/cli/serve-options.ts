@@ -264,7 +264,10 @@ export function readConfigFile(file: string, text = readFileSync(file, "utf8")):
     const { line, col } = lines.linePos(node?.range?.[0] ?? fallback);
     return `${file}:${line}:${col}`;
   };
-  const problems = doc.errors.map((e) => `${file}:${e.linePos?.[0].line ?? 1}:${e.linePos?.[0].col ?? 1}: ${e.message.split("\n")[0]}`);
+  const problems = doc.errors.map((e) => {
+    const { line, col } = lines.linePos(e.pos[0]);
+    return `${file}:${line}:${col}: ${e.message.split("\n")[0]}`;
+  });
   if (problems.length > 0) throw new ConfigFileError(problems);
   const found: Partial<Record<OptionKey, unknown>> = {};
   const root = doc.contents;
@@ -288,7 +291,9 @@ export function readConfigFile(file: string, text = readFileSync(file, "utf8")):
       if (spec(key as OptionKey).type.path) value = resolve(dirname(resolve(file)), value as string);
       found[key as OptionKey] = value;
     } catch (error) {
-      problems.push(`${at(valueNode ?? keyNode)}: ${key}: ${(error as Error).message}`);
+      // An empty value has no text of its own to point at; its key does.
+      const empty = valueNode === null || (isScalar(valueNode) && valueNode.value === null);
+      problems.push(`${at(empty ? keyNode : valueNode)}: ${key}: ${(error as Error).message}`);
     }
   }
   if (problems.length > 0) throw new ConfigFileError(problems);
