@@ -1,116 +1,50 @@
 #!/usr/bin/env bun
-import { homedir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { startServer } from "../server/start.ts";
 import { KPASS_VERSION } from "../core/version.ts";
 import { parseDuration } from "../core/duration.ts";
+import { ConfigFileError, configExample, defaultDataDir, parseServeArgs, serveHelp, serveSynopsis, serverConfig, showOptions } from "./serve-options.ts";
+import { notifyReady } from "./sd-notify.ts";
+import { systemdUnit } from "./systemd-unit.ts";
 
 const USAGE = `kpass ${KPASS_VERSION} — one gateway, one credential per person, plain kubectl
 
 Usage:
-  kpass serve [--data DIR] [--listen HOST:PORT] [--san NAME]... [--external-url URL]
-              [--tls-cert FILE --tls-key FILE [--ca-cert FILE]] [--probe-interval 60s]
-              [--upstream-timeout 60s] [--connect-timeout 10s]
-              [--idle-timeout 2m] [--max-streams-per-pass 1000] [--audit file|stdout|both|off] [--audit-max-size 100Mi]
-              [--audit-max-backups 10] [--shutdown-grace 30s] [--shutdown-delay 0s] [--max-cert-ttl 24h]
+  kpass serve ${serveSynopsis("              ")}
+  kpass config example | show [serve flags]
+  kpass systemd-unit [--user kpass] [--group G] [--data /var/lib/kpass] [--binary /usr/local/bin/kpass] [serve flags]
   kpass version
   kpass cluster add NAME --kubeconfig FILE [--context CTX] [--label k=v]... [--impersonation none|user]
   kpass pass create NAME --user USER [--group G]... [--clusters a,b] [--role view]... [--ttl 720h] [--admin]
   kpass pass certificate NAME --csr FILE [--ttl 24h]     (prints the PEM certificate)
   kpass kubeconfig PASS [--context NAME] [--cert [--cert-ttl 24h]]
 
+\`kpass serve --help\` lists every serve flag, its config file key and default.
 Client commands talk to a running kpass with --admin-kubeconfig (default <data>/admin.kubeconfig).
 Data directory: --data, else $KPASS_DATA_DIR, else ~/.kpass.`;
 
 function dataDir(value: string | undefined): string {
-  return value ?? process.env.KPASS_DATA_DIR ?? join(homedir(), ".kpass");
-}
-
-function durationMs(text: string, flag: string): number {
-  const ms = parseDuration(text);
-  if (ms === undefined) throw new Error(`${flag}: "${text}" is not a duration such as 30s or 5m`);
-  return ms;
-}
-
-function positiveDuration(text: string, flag: string): number {
-  const ms = durationMs(text, flag);
-  if (!(ms >= 1000)) throw new Error(`${flag}: "${text}" must be at least 1s`);
-  return ms;
-}
-
-function bytes(text: string): number {
-  const m = /^(\d+)(Ki|Mi|Gi)?$/.exec(text);
-  if (!m) throw new Error(`--audit-max-size: "${text}" is not a size such as 100Mi`);
-  return Number(m[1]) * ({ Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3 }[m[2] as "Ki"] ?? 1);
-}
-
-function count(text: string, flag: string): number {
-  if (!/^\d+$/.test(text) || Number(text) > 10_000) throw new Error(`${flag}: "${text}" is not a number from 0 to 10000`);
-  return Number(text);
-}
-
-function splitListen(listen: string): { hostname: string; port: number } {
-  const m = /^\[?([^\]]*)\]?:(\d+)$/.exec(listen);
-  if (!m) throw new Error(`--listen: "${listen}" must be HOST:PORT`);
-  return { hostname: m[1] || "0.0.0.0", port: Number(m[2]) };
+  return value ?? process.env.KPASS_DATA_DIR ?? defaultDataDir();
 }
 
 async function serve(args: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      data: { type: "string" },
-      listen: { type: "string", default: "127.0.0.1:8443" },
-      san: { type: "string", multiple: true, default: [] },
-      "external-url": { type: "string" },
-      "tls-cert": { type: "string" },
-      "tls-key": { type: "string" },
-      "ca-cert": { type: "string" },
-      "probe-interval": { type: "string", default: "60s" },
-      "upstream-timeout": { type: "string", default: "60s" },
-      "connect-timeout": { type: "string" },
-      "idle-timeout": { type: "string", default: "2m" },
-      "max-streams-per-pass": { type: "string", default: "1000" },
-      audit: { type: "string", default: "file" },
-      "audit-max-size": { type: "string", default: "100Mi" },
-      // Rotated audit.log.1 … audit.log.N kept, like kube-apiserver's --audit-log-maxbackup (0 keeps all).
-      "audit-max-backups": { type: "string", default: "10" },
-      "max-cert-ttl": { type: "string", default: "24h" },
-      "shutdown-grace": { type: "string", default: "30s" },
-      // Serving on, unready, before new connections are refused (kube-apiserver's --shutdown-delay-duration).
-      "shutdown-delay": { type: "string", default: "0s" },
-    },
-  });
-  const audit = values.audit!;
-  if (!["file", "stdout", "both", "off"].includes(audit)) throw new Error(`--audit must be file, stdout, both or off`);
+  const invocation = parseServeArgs(args);
+  if (invocation.help) {
+    console.log(serveHelp());
+    return;
+  }
   // A bug reached from one request must not take the gateway down for everyone: log it, keep serving.
   process.on("uncaughtException", (error) => console.error("kpass: internal error (uncaught):", error));
   process.on("unhandledRejection", (error) => console.error("kpass: internal error (unhandled rejection):", error));
-  const server = await startServer({
-    dataDir: dataDir(values.data),
-    ...splitListen(values.listen!),
-    sans: values.san!,
-    externalUrl: values["external-url"],
-    tlsCertFile: values["tls-cert"],
-    tlsKeyFile: values["tls-key"],
-    caFile: values["ca-cert"],
-    probeIntervalMs: durationMs(values["probe-interval"]!, "--probe-interval"),
-    upstreamTimeoutMs: durationMs(values["upstream-timeout"]!, "--upstream-timeout"),
-    // Default: 10 s, or the upstream timeout when that is shorter.
-    connectTimeoutMs: values["connect-timeout"] === undefined ? undefined : durationMs(values["connect-timeout"], "--connect-timeout"),
-    idleTimeoutSeconds: durationMs(values["idle-timeout"]!, "--idle-timeout") / 1000,
-    maxStreamsPerPass: count(values["max-streams-per-pass"]!, "--max-streams-per-pass"),
-    maxCertTtlMs: positiveDuration(values["max-cert-ttl"]!, "--max-cert-ttl"),
-    audit: { file: audit === "file" || audit === "both", stdout: audit === "stdout" || audit === "both", maxBytes: bytes(values["audit-max-size"]!), maxBackups: count(values["audit-max-backups"]!, "--audit-max-backups") },
-  });
+  const server = await startServer(serverConfig(invocation.options));
   console.error(`kpass ${KPASS_VERSION} listening on ${server.url}`);
   console.error(`admin kubeconfig: ${server.adminKubeconfigPath}`);
   console.error(`try: kubectl --kubeconfig ${server.adminKubeconfigPath} get clusters`);
-  const graceMs = durationMs(values["shutdown-grace"]!, "--shutdown-grace");
-  const delayMs = durationMs(values["shutdown-delay"]!, "--shutdown-delay");
+  notifyReady(`listening on ${server.url}`);
+  const { shutdownGrace, shutdownDelay } = invocation.options;
   const shutdown = async () => {
-    await server.stop(graceMs, delayMs);
+    await server.stop(shutdownGrace, shutdownDelay);
     process.exit(0);
   };
   process.on("SIGINT", shutdown);
@@ -121,6 +55,18 @@ async function serve(args: string[]): Promise<void> {
       (error: Error) => console.error(`kpass: serving certificate not reloaded, the old one stays: ${error.message}`),
     );
   });
+}
+
+async function config(sub: string | undefined, args: string[]): Promise<void> {
+  if (sub === "example" && args.length === 0) {
+    process.stdout.write(configExample());
+    return;
+  }
+  if (sub === "show") {
+    process.stdout.write(showOptions(parseServeArgs(args).options));
+    return;
+  }
+  throw new Error("usage: kpass config example | kpass config show [--config FILE] [serve flags]");
 }
 
 // The client commands load @kubernetes/client-node (~50 MiB) only when they run, never in `serve`.
@@ -181,6 +127,12 @@ async function passCreate(args: string[]): Promise<void> {
 
 const PASSES_PATH = "/apis/cluster.kpass.dev/v1beta1/passes";
 
+function durationMs(text: string, flag: string): number {
+  const ms = parseDuration(text);
+  if (ms === undefined) throw new Error(`${flag}: "${text}" is not a duration such as 30s or 5m`);
+  return ms;
+}
+
 /** spec.expirationSeconds of a PassCertificateRequest from a --ttl-like flag (absent: the server's maximum). */
 function expirationSeconds(text: string | undefined, flag: string): number | undefined {
   return text === undefined ? undefined : Math.floor(durationMs(text, flag) / 1000);
@@ -232,6 +184,11 @@ async function main(argv: string[]): Promise<void> {
   switch (command) {
     case "serve":
       return serve(argv.slice(1));
+    case "config":
+      return config(sub, rest);
+    case "systemd-unit":
+      process.stdout.write(systemdUnit(argv.slice(1)));
+      return;
     case "version":
       console.log(`kpass ${KPASS_VERSION} (bun ${Bun.version})`);
       return;
@@ -255,6 +212,8 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((error: Error) => {
-  console.error(`kpass: ${error.message}`);
+  // FILE:LINE:COL: problem, one a line, as compilers write them.
+  if (error instanceof ConfigFileError) for (const problem of error.problems) console.error(`kpass: ${problem}`);
+  else console.error(`kpass: ${error.message}`);
   process.exit(1);
 });

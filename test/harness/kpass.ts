@@ -28,11 +28,19 @@ export interface KpassProcess {
   /** The exit code, once the process has exited. */
   exited: Promise<number>;
   stderr(): string;
+  /** What kpass wrote to stdout so far (the audit log with --audit stdout). */
+  stdout(): string;
 }
 
 export interface StartOptions {
   dataDir?: string;
   args?: string[];
+  /**
+   * false: run `serve` with `args` alone, for a config file to set what the harness otherwise
+   * passes (`dataDir` then only says where kpass will write its data).
+   */
+  harnessFlags?: boolean;
+  env?: Record<string, string | undefined>;
 }
 
 /** Every kpass a test started, so none outlives the test process even when a test fails early. */
@@ -43,10 +51,12 @@ process.on("exit", () => {
 
 export async function startKpass(options: StartOptions = {}): Promise<KpassProcess> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "kpass-test-"));
-  const proc = Bun.spawn([BUN, join(ROOT, "src/cli/main.ts"), "serve", "--data", dataDir, "--listen", "127.0.0.1:0", "--probe-interval", "2s", "--upstream-timeout", "5s", ...(options.args ?? [])], {
+  const harnessFlags = options.harnessFlags === false ? [] : ["--data", dataDir, "--listen", "127.0.0.1:0", "--probe-interval", "2s", "--upstream-timeout", "5s"];
+  const proc = Bun.spawn([BUN, join(ROOT, "src/cli/main.ts"), "serve", ...harnessFlags, ...(options.args ?? [])], {
     stdout: "pipe",
     stderr: "pipe",
     cwd: ROOT,
+    ...(options.env ? { env: options.env } : {}),
   });
   running.add(proc);
   void proc.exited.then(() => running.delete(proc));
@@ -69,6 +79,11 @@ export async function startKpass(options: StartOptions = {}): Promise<KpassProce
       if (done) return;
       stderrText += decoder.decode(value);
     }
+  })();
+  let stdoutText = "";
+  const stdoutDecoder = new TextDecoder();
+  void (async () => {
+    for await (const chunk of proc.stdout) stdoutText += stdoutDecoder.decode(chunk, { stream: true });
   })();
   const adminKubeconfig = join(dataDir, "admin.kubeconfig");
   const config = parse(readFileSync(adminKubeconfig, "utf8")) as { users: { user: { token: string } }[]; clusters: { cluster: { "certificate-authority-data": string } }[] };
@@ -94,6 +109,7 @@ export async function startKpass(options: StartOptions = {}): Promise<KpassProce
     signal: (name) => proc.kill(name),
     exited: proc.exited,
     stderr: () => stderrText,
+    stdout: () => stdoutText,
   };
 }
 
