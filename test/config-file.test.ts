@@ -60,6 +60,8 @@ function everyOption(dir: string, port: number): string {
     "maxCertTtl: 2h",
     "shutdownGrace: 4s",
     "shutdownDelay: 1s",
+    "logFormat: text",
+    "logLevel: info",
     "",
   ].join("\n");
 }
@@ -90,6 +92,8 @@ describe("kpass serve --config", () => {
       maxCertTtl: "2h",
       shutdownGrace: "4s",
       shutdownDelay: "1s",
+      logFormat: "text",
+      logLevel: "info",
     });
     // The test sets every key, so a new option without one here fails this test.
     expect(Object.keys(parse(shown.stdout)).sort()).toEqual(Object.keys(SERVE_OPTIONS).sort());

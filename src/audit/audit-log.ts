@@ -3,6 +3,7 @@
  * It imports nothing of kpass but the ground floor.
  */
 import { closeSync, existsSync, openSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import { logger } from "../core/log.ts";
 
 /** What authorization read a request as (auth's RequestAttributes fits it). */
 export interface AuditAttributes {
@@ -229,7 +230,7 @@ export class AuditLog {
 
   private failed(what: string, error: unknown): void {
     this.errors++;
-    process.stderr.write(`kpass: audit log ${what} failed (${this.errors} audit write error(s) so far): ${(error as Error).message}\n`);
+    logger.error(`audit log ${what} failed`, { auditWriteErrors: this.errors, error: (error as Error).message });
   }
 
   /**

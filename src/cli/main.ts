@@ -4,6 +4,7 @@ import { parseArgs } from "node:util";
 import { startServer } from "../server/start.ts";
 import { KPASS_VERSION } from "../core/version.ts";
 import { parseDuration } from "../core/duration.ts";
+import { configureLog, logger } from "../core/log.ts";
 import { ConfigFileError, configExample, defaultDataDir, parseServeArgs, serveHelp, serveSynopsis, serverConfig, showOptions } from "./serve-options.ts";
 import { notifyReady } from "./sd-notify.ts";
 import { systemdUnit } from "./systemd-unit.ts";
@@ -34,14 +35,13 @@ async function serve(args: string[]): Promise<void> {
     console.log(serveHelp());
     return;
   }
+  configureLog({ format: invocation.options.logFormat, level: invocation.options.logLevel });
   // A bug reached from one request must not take the gateway down for everyone: log it, keep serving.
-  process.on("uncaughtException", (error) => console.error("kpass: internal error (uncaught):", error));
-  process.on("unhandledRejection", (error) => console.error("kpass: internal error (unhandled rejection):", error));
-  const server = await startServer(serverConfig(invocation.options));
-  console.error(`kpass ${KPASS_VERSION} listening on ${server.url}`);
-  console.error(`admin kubeconfig: ${server.adminKubeconfigPath}`);
-  console.error(`try: kubectl --kubeconfig ${server.adminKubeconfigPath} get clusters`);
-  notifyReady(`listening on ${server.url}`);
+  process.on("uncaughtException", (error) => logger.error("internal error (uncaught)", { error }));
+  process.on("unhandledRejection", (error) => logger.error("internal error (unhandled rejection)", { error }));
+  const config = serverConfig(invocation.options);
+  const server = await startServer(config);
+  // Signal handlers before the lines that say kpass is up: whoever reads them may signal at once.
   const { shutdownGrace, shutdownDelay } = invocation.options;
   const shutdown = async () => {
     await server.stop(shutdownGrace, shutdownDelay);
@@ -51,10 +51,14 @@ async function serve(args: string[]): Promise<void> {
   process.on("SIGTERM", shutdown);
   process.on("SIGHUP", () => {
     server.reloadCertificates().then(
-      () => console.error("kpass: serving certificate reloaded"),
-      (error: Error) => console.error(`kpass: serving certificate not reloaded, the old one stays: ${error.message}`),
+      () => logger.info("kpass: serving certificate reloaded"),
+      (error: Error) => logger.error(`serving certificate not reloaded, the old one stays: ${error.message}`),
     );
   });
+  logger.info(`kpass ${KPASS_VERSION} listening on ${server.url}`, { data: config.dataDir, store: "file" });
+  logger.info(`admin kubeconfig: ${server.adminKubeconfigPath}`);
+  logger.info(`try: kubectl --kubeconfig ${server.adminKubeconfigPath} get clusters`);
+  notifyReady(`listening on ${server.url}`);
 }
 
 async function config(sub: string | undefined, args: string[]): Promise<void> {

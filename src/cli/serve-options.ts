@@ -214,6 +214,8 @@ export const SERVE_OPTIONS = {
   maxCertTtl: { type: duration, default: "24h", help: "longest lifetime of a pass client certificate kpass issues" },
   shutdownGrace: { type: duration, default: "30s", help: "on SIGTERM, how long requests in flight may take before they are cut" },
   // Like kube-apiserver's --shutdown-delay-duration.
+  logFormat: { type: oneOf("text", "json"), default: "text", help: "kpass's own log on stderr: text, or one JSON object per line" },
+  logLevel: { type: oneOf("debug", "info", "warn", "error"), default: "info", help: "least severe log lines written" },
   shutdownDelay: { type: duration, default: "0s", help: "on SIGTERM, how long kpass keeps serving, unready, before it refuses new connections" },
 } satisfies Record<string, OptionSpec<unknown>>;
 

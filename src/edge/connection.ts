@@ -7,6 +7,7 @@ import { linkPipe, PipeEnd } from "../proxy/socket-pipe.ts";
 import { isUpgrade, MAX_HEAD_BYTES, parseRequestHead, type RequestHead } from "./request-head.ts";
 import { hasDotSegment } from "../proxy/proxy-path.ts";
 import { writeResponse, type ResponseSink } from "./response-writer.ts";
+import { logger } from "../core/log.ts";
 
 /** What the edge knows about a request beyond the web-standard Request. */
 
@@ -273,7 +274,7 @@ export class ClientConnection implements ResponseSink {
       tunnel: (upstream) => this.joinTunnel(upstream),
     };
     this.options.upgrade(head, context, client).catch((error: unknown) => {
-      console.error("kpass: upgrade failed:", error);
+      logger.error("upgrade failed (a bug: the client got a 500)", { error });
       if (this.state === "upgrade") void this.refuse(new ApiError(500, "InternalError", "internal error while opening the stream"));
     });
   }
@@ -336,7 +337,7 @@ export class ClientConnection implements ResponseSink {
         const request = new Request(BASE_URL + head.target, { method: head.method, headers: head.headers, body, signal: abort.signal, duplex: "half" } as RequestInit);
         response = await this.options.handle(request, context);
       } catch (error) {
-        console.error("kpass: request handler failed:", error);
+        logger.error("request handler failed (a bug: the client got a 500)", { error });
         response = statusResponse(new ApiError(500, "InternalError", "internal error"));
       }
     }

@@ -33,6 +33,7 @@ import { ensureAdminPass, writeAdminKubeconfig } from "./admin-kubeconfig.ts";
 import { createHandler } from "./handler.ts";
 import { Metrics } from "./metrics.ts";
 import { shutdown } from "./shutdown.ts";
+import { logger } from "../core/log.ts";
 
 export interface ServerConfig {
   dataDir: string;
@@ -110,7 +111,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     ready: () => !stopping,
   });
   const descriptors = await raiseDescriptorLimit();
-  if (descriptors !== undefined) console.error(`kpass: descriptor limit ${descriptors}: room for ${budgetConnections(descriptors)} concurrent connections to clusters`);
+  if (descriptors !== undefined) logger.info(`kpass: descriptor limit ${descriptors}: room for ${budgetConnections(descriptors)} concurrent connections to clusters`);
   const edge = startEdge({
     hostname: config.hostname,
     port: config.port,
@@ -138,7 +139,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     async stop(graceMs = 30_000, delayMs = 0) {
       if (stopping) return;
       stopping = true;
-      await shutdown({ edge, streams, audit, stopBackground: () => prober.stop(), log: (m) => console.error(`kpass: ${m}`) }, graceMs, delayMs);
+      await shutdown({ edge, streams, audit, stopBackground: () => prober.stop(), log: (m) => logger.info(`kpass: ${m}`) }, graceMs, delayMs);
     },
     async reloadCertificates() {
       const next = await loadServingCertificates(certificateOptions);

@@ -2,6 +2,7 @@ import { mkdir, open, readdir, readFile, rename, unlink } from "node:fs/promises
 import { join } from "node:path";
 import { isDnsSubdomain, type StoredObject } from "../core/object.ts";
 import { internalError } from "../core/status.ts";
+import { logger } from "../core/log.ts";
 
 /**
  * One JSON file per object under `<root>/<resource>/`. A write is durable before it returns:
@@ -92,8 +93,8 @@ async function readObject(path: string, name: string): Promise<StoredObject | un
   } catch (error) {
     problem = (error as Error).message;
   }
-  console.error(`kpass: ${path}: ${problem}; moved aside to ${path}.corrupt, not loaded`);
-  await rename(path, `${path}.corrupt`).catch((error: Error) => console.error(`kpass: could not move ${path} aside: ${error.message}`));
+  logger.warn(`${path}: ${problem}; moved aside to ${path}.corrupt, not loaded`);
+  await rename(path, `${path}.corrupt`).catch((error: Error) => logger.error(`could not move ${path} aside: ${error.message}`));
   return undefined;
 }
 
