@@ -13,7 +13,7 @@ Usage:
               [--tls-cert FILE --tls-key FILE [--ca-cert FILE]] [--probe-interval 60s]
               [--upstream-timeout 60s] [--connect-timeout 10s]
               [--idle-timeout 2m] [--max-streams-per-pass 1000] [--audit file|stdout|both|off] [--audit-max-size 100Mi]
-              [--audit-max-backups 10]
+              [--audit-max-backups 10] [--metrics-listen 127.0.0.1:PORT] [--metrics on|off]
   kpass version
   kpass cluster add NAME --kubeconfig FILE [--context CTX] [--label k=v]... [--impersonation none|user]
   kpass pass create NAME --user USER [--group G]... [--clusters a,b] [--role view]... [--ttl 720h] [--admin]
@@ -43,9 +43,9 @@ function count(text: string, flag: string): number {
   return Number(text);
 }
 
-function splitListen(listen: string): { hostname: string; port: number } {
+function splitListen(listen: string, flag = "--listen"): { hostname: string; port: number } {
   const m = /^\[?([^\]]*)\]?:(\d+)$/.exec(listen);
-  if (!m) throw new Error(`--listen: "${listen}" must be HOST:PORT`);
+  if (!m) throw new Error(`${flag}: "${listen}" must be HOST:PORT`);
   return { hostname: m[1] || "0.0.0.0", port: Number(m[2]) };
 }
 
@@ -69,8 +69,12 @@ async function serve(args: string[]): Promise<void> {
       "audit-max-size": { type: "string", default: "100Mi" },
       // Rotated audit.log.1 … audit.log.N kept, like kube-apiserver's --audit-log-maxbackup (0 keeps all).
       "audit-max-backups": { type: "string", default: "10" },
+      // Plain-HTTP /metrics without auth, loopback only; `--metrics off` exists to measure their cost.
+      "metrics-listen": { type: "string" },
+      metrics: { type: "string", default: "on" },
     },
   });
+  if (values.metrics !== "on" && values.metrics !== "off") throw new Error(`--metrics must be on or off`);
   const audit = values.audit!;
   if (!["file", "stdout", "both", "off"].includes(audit)) throw new Error(`--audit must be file, stdout, both or off`);
   // A bug reached from one request must not take the gateway down for everyone: log it, keep serving.
@@ -91,8 +95,11 @@ async function serve(args: string[]): Promise<void> {
     idleTimeoutSeconds: durationMs(values["idle-timeout"]!, "--idle-timeout") / 1000,
     maxStreamsPerPass: count(values["max-streams-per-pass"]!, "--max-streams-per-pass"),
     audit: { file: audit === "file" || audit === "both", stdout: audit === "stdout" || audit === "both", maxBytes: bytes(values["audit-max-size"]!), maxBackups: count(values["audit-max-backups"]!, "--audit-max-backups") },
+    metrics: values.metrics === "on",
+    metricsListen: values["metrics-listen"] === undefined ? undefined : splitListen(values["metrics-listen"], "--metrics-listen"),
   });
   console.error(`kpass ${KPASS_VERSION} listening on ${server.url}`);
+  if (server.metricsUrl) console.error(`metrics (no authentication, loopback): ${server.metricsUrl}`);
   console.error(`admin kubeconfig: ${server.adminKubeconfigPath}`);
   console.error(`try: kubectl --kubeconfig ${server.adminKubeconfigPath} get clusters`);
   const shutdown = async () => {
