@@ -36,11 +36,13 @@ class ParseError extends Error {
   }
 }
 
-/** A value as Go's strconv.ParseFloat reads it in expfmt: decimal or exponent form, NaN, ±Inf. */
+/**
+ * A value as Go's strconv.ParseFloat reads it in expfmt: decimal or exponent form, and NaN, Inf,
+ * Infinity (signed, any case — prom-client writes NaN as "Nan", which Prometheus accepts).
+ */
 function parseValue(text: string): number | undefined {
-  if (text === "NaN") return NaN;
-  if (text === "+Inf" || text === "Inf") return Infinity;
-  if (text === "-Inf") return -Infinity;
+  const special = /^([-+]?)(nan|inf|infinity)$/i.exec(text);
+  if (special) return special[2]!.toLowerCase() === "nan" ? (special[1] ? undefined : NaN) : special[1] === "-" ? -Infinity : Infinity;
   if (!/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(text)) return undefined;
   return Number(text);
 }
