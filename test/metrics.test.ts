@@ -227,6 +227,15 @@ for (const audit of ["file", "off"] as const) {
       expect(checked).toBeGreaterThan(50);
     });
 
+    // Prometheus's own linter, where it is installed (Debian's `prometheus` package): names, types, suffixes.
+    test.skipIf(!Bun.which("promtool"))("promtool check metrics finds nothing to complain about", async () => {
+      const text = await (await fetch(metricsUrl)).text();
+      const proc = Bun.spawn(["promtool", "check", "metrics"], { stdin: new Blob([text]), stdout: "pipe", stderr: "pipe" });
+      const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+      expect(`${out}${err}`).toBe("");
+      expect(code).toBe(0);
+    });
+
     test("who may scrape: an admin pass and a pass with get on /metrics (also through kubectl); others get kube's 403", async () => {
       const scraped = await runKubectl("1.33", ["--kubeconfig", scraperConfig, "--context", "kpass", "get", "--raw", "/metrics"]);
       expect(scraped.exitCode).toBe(0);
@@ -252,7 +261,26 @@ for (const audit of ["file", "off"] as const) {
   });
 }
 
-describe("--metrics-listen", () => {
+describe("--metrics off and --metrics-listen", () => {
+  test("--metrics off keeps /metrics but records no per-request series (the bench's baseline)", async () => {
+    const cluster = await startTestCluster({ credential: { type: "token", token: "t" } });
+    const kpass = await startKpass({ args: ["--metrics", "off", "--metrics-listen", "127.0.0.1:0"] });
+    try {
+      expect((await kpass.api("POST", CLUSTERS, clusterManifest("c", cluster, { token: "t" }))).status).toBe(201);
+      const pod = await fetch(`${proxyUrl(kpass, "c")}/api/v1/namespaces/default/pods/web-0`, { headers: { authorization: `Bearer ${kpass.adminToken}` }, tls: { ca: kpass.caPem } });
+      expect(pod.status).toBe(200);
+      await pod.text();
+      const url = /metrics \(no authentication, loopback\): (http:\/\/\S+)/.exec(kpass.stderr())![1]!;
+      const families = parsePrometheusText(await (await fetch(url)).text());
+      expect(samplesOf(families, "kpass_proxy_requests_total")).toEqual([]);
+      expect(sampleValue(families, "kpass_clusters")).toBe(1);
+    } finally {
+      await kpass.stop();
+      await cluster.stop();
+      removeDataDir(kpass.dataDir);
+    }
+  });
+
   test("a non-loopback address is refused at start, naming the flag", async () => {
     const error = await startKpass({ args: ["--metrics-listen", "0.0.0.0:0"] }).then(
       (k) => {

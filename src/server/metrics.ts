@@ -110,6 +110,9 @@ export class Metrics implements RequestMetricsSink {
 
   constructor(private readonly sources: MetricsSources) {
     collectDefaultMetrics({ register: this.registry });
+    // Bun has no process._getActiveHandles/_getActiveRequests/getActiveResourcesInfo: these are
+    // always empty or 0 there, and the *_total ones are gauges named like counters (promtool flags them).
+    for (const name of ["nodejs_active_handles", "nodejs_active_handles_total", "nodejs_active_requests", "nodejs_active_requests_total", "nodejs_active_resources", "nodejs_active_resources_total"]) this.registry.removeSingleMetric(name);
     this.registerCollectors();
   }
 
