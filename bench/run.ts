@@ -630,15 +630,18 @@ async function stopStarted(name: string): Promise<void> {
 }
 
 /**
- * Small GET through two kpass processes, --metrics on and --metrics off (both --audit off),
- * measured alternately at 1 and 32 connections. Ends with a scrape of the "on" kpass, to show
+ * Small GET through three kpass processes, --metrics on, --metrics off, and --metrics off again
+ * (both --audit off), measured alternately at 1 and 32 connections. The second "off" is the A/A
+ * control: off ÷ off again shows how far two identical processes drift apart on this machine, the
+ * resolution below which on ÷ off means nothing. Ends with a scrape of the "on" kpass, to show
  * that it counted what the load sent.
  */
 async function metricsComparison(upstream: Upstream, podBody: string): Promise<{ rows: Aggregate[]; markdown: string; counted: number }> {
   const on = await startKpassFor("metrics-on", "off", "on");
   const off = await startKpassFor("metrics-off", "off", "off");
+  const control = await startKpassFor("metrics-off-2", "off", "off");
   const targets: Target[] = [];
-  for (const [k, name] of [[on, "kpass (metrics on)"], [off, "kpass (metrics off)"]] as const) {
+  for (const [k, name] of [[on, "kpass (metrics on)"], [off, "kpass (metrics off)"], [control, "kpass (metrics off, again)"]] as const) {
     await addCluster(k, "c1", upstream);
     const t = kpassTarget(name, k, "c1", await addPass(k, "bench", "c1"), upstream);
     await checkTarget(t, podBody);
@@ -651,15 +654,16 @@ async function metricsComparison(upstream: Upstream, podBody: string): Promise<{
     .split("\n")
     .filter((l) => l.startsWith("kpass_proxy_requests_total{") && l.includes('verb="get"') && l.includes('code="200"'))
     .reduce((sum, l) => sum + Number(l.split(" ").pop()), 0);
-  const lines = ["| GET one pod | conns | metrics on req/s | metrics off req/s | on ÷ off (of means) | per-round on ÷ off: median (range) | kpass CPU µs/req on → off |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"];
+  const lines = [
+    "| GET one pod | conns | on req/s | off req/s | off again req/s | on ÷ off (of means) | per-round on ÷ off: median (range) | A/A: off ÷ off again (of means) | kpass CPU µs/req on / off / off again |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+  ];
   for (const connections of [1, 32]) {
-    const a = rows.find((r) => r.target === targets[0]!.name && r.connections === connections)!;
-    const b = rows.find((r) => r.target === targets[1]!.name && r.connections === connections)!;
+    const [a, b, c] = targets.map((t) => rows.find((r) => r.target === t.name && r.connections === connections)!) as [Aggregate, Aggregate, Aggregate];
     const per = roundRatios(a, b);
-    lines.push(`| | ${connections} | ${fmt(a.rps)} | ${fmt(b.rps)} | ${fmt(ratio(a.rps, b.rps), 3)} | ${fmt(median(per), 3)} (${fmt(Math.min(...per), 3)}–${fmt(Math.max(...per), 3)}) | ${fmt(cpuPerRequestUs(a), 1)} → ${fmt(cpuPerRequestUs(b), 1)} |`);
+    lines.push(`| | ${connections} | ${fmt(a.rps)} | ${fmt(b.rps)} | ${fmt(c.rps)} | ${fmt(ratio(a.rps, b.rps), 3)} | ${fmt(median(per), 3)} (${fmt(Math.min(...per), 3)}–${fmt(Math.max(...per), 3)}) | ${fmt(ratio(b.rps, c.rps), 3)} | ${fmt(cpuPerRequestUs(a), 1)} / ${fmt(cpuPerRequestUs(b), 1)} / ${fmt(cpuPerRequestUs(c), 1)} |`);
   }
-  await stopStarted("kpass-metrics-off");
-  await stopStarted("kpass-metrics-on");
+  for (const name of ["kpass-metrics-off-2", "kpass-metrics-off", "kpass-metrics-on"]) await stopStarted(name);
   return { rows, markdown: lines.join("\n"), counted };
 }
 
