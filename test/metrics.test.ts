@@ -1,6 +1,6 @@
 /**
- * /metrics after real kubectl traffic (1.27 and 1.33: REST get and list, a refusal, a watch, an
- * exec), read with a strict text-format parser (test/harness/prometheus-text.ts) and checked
+ * /metrics after real kubectl traffic (1.27 and 1.33: REST get and list, a refusal, a watch,
+ * logs -f, an exec), read with a strict text-format parser (test/harness/prometheus-text.ts) and checked
  * against the requests the test made: series, values, label cardinality (no pass, user, object
  * name or path in any label), who may scrape, and the unauthenticated loopback port. Run once with
  * the audit log on (responses metered on their way out) and once off (metrics alone).
@@ -138,6 +138,19 @@ for (const audit of ["file", "off"] as const) {
         expect(sampleValue(after, "kpass_proxy_requests_total", { cluster: "alpha", verb: "watch", resource: "configmaps", code: "200" })).toBe(watches + 1);
         expect(samplesOf(after, "kpass_proxy_request_duration_seconds_count", { verb: "watch" })).toEqual([]);
         expect(samplesOf(after, "kpass_upstream_response_duration_seconds_count", { verb: "watch" })).toEqual([]);
+      });
+
+      test(`kubectl ${version}: logs -f is an open "follow" stream until kubectl leaves`, async () => {
+        const logs = sampleValue(await scrape(), "kpass_proxy_requests_total", { cluster: "alpha", verb: "get", resource: "pods/log", code: "200" }) ?? 0;
+        const follower = Bun.spawn([kubectlBinary(version), "--kubeconfig", readerConfig, "--context", "alpha", "logs", "-f", "web-0"], { stdout: "pipe", stderr: "pipe", env: kubectlEnv() });
+        try {
+          await eventually(async () => ((await value("kpass_open_streams", { cluster: "alpha", kind: "follow" })) === 1 ? true : undefined), 15_000);
+        } finally {
+          follower.kill();
+          await follower.exited;
+        }
+        await eventually(async () => ((await value("kpass_open_streams", { cluster: "alpha", kind: "follow" })) === 0 ? true : undefined), 10_000);
+        expect(await value("kpass_proxy_requests_total", { cluster: "alpha", verb: "get", resource: "pods/log", code: "200" })).toBe(logs + 1);
       });
 
       test(`kubectl ${version}: exec is an open stream with bytes counted while it runs, and after`, async () => {
