@@ -33,6 +33,7 @@ const { values: flags } = parseArgs({
     "no-install": { type: "boolean", default: false },
     "no-fixture": { type: "boolean", default: false },
     "no-breakdown": { type: "boolean", default: false },
+    "metrics-only": { type: "boolean", default: false },
     out: { type: "string" },
     help: { type: "boolean", short: "h", default: false },
   },
@@ -40,10 +41,11 @@ const { values: flags } = parseArgs({
 
 if (flags.help) {
   console.log(`usage: bun bench/run.ts [--quick] [--duration S] [--rounds N] [--list-mib N] [--passes N] [--clusters N]
-                        [--nginx-workers N|auto] [--generator wrk|bun] [--no-install] [--no-fixture] [--no-breakdown] [--out DIR]
+                        [--nginx-workers N|auto] [--generator wrk|bun] [--no-install] [--no-fixture] [--no-breakdown] [--metrics-only] [--out DIR]
   --duration S   seconds per measured slice (default 2; quick 1)
   --rounds N     interleaved rounds per comparison (default 5; quick 1): each target is measured
                  N × S seconds in total, alternating with the targets it is compared with
+  --metrics-only only the metrics comparison: small GET with --metrics on vs off, 1 and 32 connections
 env: BENCH_DURATION, BENCH_ROUNDS, BENCH_LIST_MIB, BENCH_PASSES, BENCH_CLUSTERS, BENCH_NGINX_WORKERS, BENCH_GENERATOR`);
   process.exit(0);
 }
@@ -483,9 +485,9 @@ interface Kpass {
   name: string;
 }
 
-async function startKpassFor(name: string, audit: "off" | "file"): Promise<Kpass> {
+async function startKpassFor(name: string, audit: "off" | "file", metrics: "on" | "off" = "on"): Promise<Kpass> {
   const dataDir = join(work, `kpass-${name}`);
-  const proc = await startKpass({ dataDir, args: ["--probe-interval", "1h", "--upstream-timeout", "15s", "--audit", audit] });
+  const proc = await startKpass({ dataDir, args: ["--probe-interval", "1h", "--upstream-timeout", "15s", "--audit", audit, "--metrics", metrics] });
   started.push({ name: `kpass-${name}`, stop: () => proc.stop() });
   const caFile = join(dataDir, "bench-ca.crt");
   writeFileSync(caFile, proc.caPem);
@@ -627,7 +629,69 @@ async function stopStarted(name: string): Promise<void> {
   await entry.stop();
 }
 
+/**
+ * Small GET through three kpass processes, --metrics on, --metrics off, and --metrics off again
+ * (both --audit off), measured alternately at 1 and 32 connections. The second "off" is the A/A
+ * control: off ÷ off again shows how far two identical processes drift apart on this machine, the
+ * resolution below which on ÷ off means nothing. Ends with a scrape of the "on" kpass, to show
+ * that it counted what the load sent.
+ */
+async function metricsComparison(upstream: Upstream, podBody: string): Promise<{ rows: Aggregate[]; markdown: string; counted: number }> {
+  const on = await startKpassFor("metrics-on", "off", "on");
+  const off = await startKpassFor("metrics-off", "off", "off");
+  const control = await startKpassFor("metrics-off-2", "off", "off");
+  const targets: Target[] = [];
+  for (const [k, name] of [[on, "kpass (metrics on)"], [off, "kpass (metrics off)"], [control, "kpass (metrics off, again)"]] as const) {
+    await addCluster(k, "c1", upstream);
+    const t = kpassTarget(name, k, "c1", await addPass(k, "bench", "c1"), upstream);
+    await checkTarget(t, podBody);
+    targets.push(t);
+  }
+  const rows: Aggregate[] = [];
+  for (const connections of [1, 32]) rows.push(...(await compare(targets, connections)));
+  const text = await (await on.proc.api("GET", "/metrics")).text();
+  const counted = text
+    .split("\n")
+    .filter((l) => l.startsWith("kpass_proxy_requests_total{") && l.includes('verb="get"') && l.includes('code="200"'))
+    .reduce((sum, l) => sum + Number(l.split(" ").pop()), 0);
+  const lines = [
+    "| GET one pod | conns | on req/s | off req/s | off again req/s | on ÷ off (of means) | per-round on ÷ off: median (range) | A/A: off ÷ off again (of means) | kpass CPU µs/req on / off / off again |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+  ];
+  for (const connections of [1, 32]) {
+    const [a, b, c] = targets.map((t) => rows.find((r) => r.target === t.name && r.connections === connections)!) as [Aggregate, Aggregate, Aggregate];
+    const per = roundRatios(a, b);
+    lines.push(`| | ${connections} | ${fmt(a.rps)} | ${fmt(b.rps)} | ${fmt(c.rps)} | ${fmt(ratio(a.rps, b.rps), 3)} | ${fmt(median(per), 3)} (${fmt(Math.min(...per), 3)}–${fmt(Math.max(...per), 3)}) | ${fmt(ratio(b.rps, c.rps), 3)} | ${fmt(cpuPerRequestUs(a), 1)} / ${fmt(cpuPerRequestUs(b), 1)} / ${fmt(cpuPerRequestUs(c), 1)} |`);
+  }
+  for (const name of ["kpass-metrics-off-2", "kpass-metrics-off", "kpass-metrics-on"]) await stopStarted(name);
+  return { rows, markdown: lines.join("\n"), counted };
+}
+
+async function metricsOnly(): Promise<void> {
+  const tools = ensureTools();
+  generator = (flags.generator ?? process.env.BENCH_GENERATOR ?? (tools.wrk ? "wrk" : "bun")) as "wrk" | "bun";
+  const meta = { ...machine(), mode: "metrics", sliceS: DURATION_S, rounds: ROUNDS, warmupS: WARMUP_S, generator };
+  log(`machine: ${meta.nproc} cores (${meta.cpuModel}), ${meta.memoryGiB} GiB, Bun ${meta.bun}, generator ${generator}, metrics comparison (${ROUNDS} rounds × ${DURATION_S} s per target)`);
+  log(`  load average ${loadAverage()} before the run`);
+  const upstream = await startUpstream(2 ** 20);
+  const podBody = await (await fetch(`${upstream.url}${POD_PATH}`, { headers: { authorization: `Bearer ${UPSTREAM_TOKEN}` }, tls: { ca: upstream.caPem } })).text();
+  const result = await metricsComparison(upstream, podBody);
+  const rest = result.rows.flatMap((a) => a.rounds).map((r) => r.cpu.rest ?? 0);
+  const markdown = [
+    `Run ${meta.date}: ${ROUNDS} interleaved round(s) × ${DURATION_S} s per target and concurrency (+${WARMUP_S} s warm-up), generator ${generator}, ${meta.nproc} cores (${meta.cpuModel}), Bun ${meta.bun}; rest of the machine ${(rest.reduce((a, b) => a + b, 0) / rest.length).toFixed(2)} cores on average.`,
+    "",
+    result.markdown,
+    "",
+    `The "on" kpass counted ${result.counted} GET 200 requests in kpass_proxy_requests_total.`,
+  ].join("\n");
+  console.log("\n" + markdown + "\n");
+  mkdirSync(OUT_DIR, { recursive: true });
+  writeFileSync(join(OUT_DIR, "latest-metrics.md"), markdown + "\n");
+  writeFileSync(join(OUT_DIR, "latest-metrics.json"), JSON.stringify({ meta, rows: result.rows, counted: result.counted }, null, 2));
+}
+
 async function main(): Promise<void> {
+  if (flags["metrics-only"]) return metricsOnly();
   const t0 = performance.now();
   const tools = ensureTools();
   generator = (flags.generator ?? process.env.BENCH_GENERATOR ?? (tools.wrk ? "wrk" : "bun")) as "wrk" | "bun";

@@ -60,6 +60,8 @@ function everyOption(dir: string, port: number): string {
     "maxCertTtl: 2h",
     "shutdownGrace: 4s",
     "shutdownDelay: 1s",
+    "metricsListen: 127.0.0.1:19090",
+    "metrics: on",
     "logFormat: text",
     "logLevel: info",
     "",
@@ -92,6 +94,8 @@ describe("kpass serve --config", () => {
       maxCertTtl: "2h",
       shutdownGrace: "4s",
       shutdownDelay: "1s",
+      metricsListen: "127.0.0.1:19090",
+      metrics: "on",
       logFormat: "text",
       logLevel: "info",
     });

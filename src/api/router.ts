@@ -17,8 +17,8 @@ export interface KpassApiDeps {
   /** `passes/{name}/certificate`; absent: kpass issues no client certificates. */
   passCertificates?: PassCertificates;
   selfReviews: SelfReviews;
-  /** The Prometheus text for /metrics. */
-  metrics(): string;
+  /** The Prometheus exposition for /metrics. */
+  metrics(): Promise<{ text: string; contentType: string }>;
 }
 
 export type KpassApi = (req: Request, identity: Identity, path: string, caller?: ApiCaller) => Promise<Response> | Response;
@@ -78,7 +78,8 @@ export function createKpassApi(deps: KpassApiDeps): KpassApi {
     if (req.method !== "GET") throw methodNotAllowed(req.method, path);
     if (path === "/metrics") {
       authorizeMetrics(identity);
-      return new Response(deps.metrics(), { headers: { "content-type": "text/plain; version=0.0.4" } });
+      const { text, contentType } = await deps.metrics();
+      return new Response(text, { headers: { "content-type": contentType } });
     }
     const document = documents(path, kinds);
     if (document) return document;

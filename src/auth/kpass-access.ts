@@ -1,7 +1,7 @@
 /**
  * Who may do what on kpass's own API — the one place that decides it. Admin passes manage
  * everything and see credentials; any other pass reads the Clusters it reaches and its own Pass
- * and kubeconfig, requests client certificates for its own Pass, and nothing else. What a pass may not read does not exist for it (404).
+ * and kubeconfig, requests client certificates for its own Pass (and reads /metrics when its rules name it), and nothing else. What a pass may not read does not exist for it (404).
  */
 import { GROUP } from "../core/api-group.ts";
 import type { StoredObject } from "../core/object.ts";
@@ -49,10 +49,26 @@ export function authorizeCertificate(identity: Identity, name: string): void {
   if (!identity.isAdmin && identity.pass !== name) throw refuse(identity, attributes("create", "passes", name, "certificate"), "may only request certificates for itself");
 }
 
+const METRICS_RULE: PolicyRule = { verbs: ["get"], nonResourceURLs: ["/metrics"] };
+
+/**
+ * Whether a pass's own rules name `get` on `/metrics`. Only the literal path counts: a wildcard
+ * (cluster-admin's `nonResourceURLs: ["*"]`) is written for the clusters a pass reaches, and
+ * kpass's metrics count the traffic of every cluster, so reading them must be asked for by name.
+ */
+function grantsMetrics(rules: readonly PolicyRule[]): boolean {
+  return rules.some((r) => (r.verbs.includes("get") || r.verbs.includes("*")) && (r.nonResourceURLs ?? []).includes("/metrics"));
+}
+
+/** Whether `identity` may read kpass's /metrics: an admin pass, or a pass with a `get` rule on the non-resource URL `/metrics`. */
+export function canReadMetrics(identity: Identity): boolean {
+  return identity.isAdmin || grantsMetrics(identity.rules);
+}
+
 /** Throws 403 unless `identity` may read /metrics. */
 export function authorizeMetrics(identity: Identity): void {
-  if (!identity.isAdmin) {
-    throw refuse(identity, { isResourceRequest: false, verb: "get", apiGroup: "", apiVersion: "", resource: "", subresource: "", namespace: "", name: "", path: "/metrics" }, "is not an admin pass");
+  if (!canReadMetrics(identity)) {
+    throw refuse(identity, { isResourceRequest: false, verb: "get", apiGroup: "", apiVersion: "", resource: "", subresource: "", namespace: "", name: "", path: "/metrics" }, "is not an admin pass and has no rule allowing get on the non-resource URL /metrics");
   }
 }
 
@@ -63,10 +79,11 @@ export function authorizeMetrics(identity: Identity): void {
  * certificates for its own Pass.
  */
 export function kpassRules(identity: Identity, reachableClusters: readonly string[]): PolicyRule[] {
-  if (identity.isAdmin) return [{ verbs: ["*"], apiGroups: [GROUP], resources: ["*"] }, { verbs: ["get"], nonResourceURLs: ["/metrics"] }, ...IMPLICIT_RULES];
+  if (identity.isAdmin) return [{ verbs: ["*"], apiGroups: [GROUP], resources: ["*"] }, METRICS_RULE, ...IMPLICIT_RULES];
   const rules: PolicyRule[] = [{ verbs: ["list", "watch"], apiGroups: [GROUP], resources: ["clusters", "passes"] }];
   if (reachableClusters.length > 0) rules.push({ verbs: ["get"], apiGroups: [GROUP], resources: ["clusters"], resourceNames: [...reachableClusters] });
   rules.push({ verbs: ["get"], apiGroups: [GROUP], resources: ["passes", "passes/kubeconfig"], resourceNames: [identity.pass] });
   rules.push({ verbs: ["create"], apiGroups: [GROUP], resources: ["passes/certificate"], resourceNames: [identity.pass] });
+  if (grantsMetrics(identity.rules)) rules.push(METRICS_RULE);
   return [...rules, ...IMPLICIT_RULES];
 }

@@ -56,6 +56,7 @@ async function serve(args: string[]): Promise<void> {
     );
   });
   logger.info(`kpass ${KPASS_VERSION} listening on ${server.url}`, { data: config.dataDir, store: "file" });
+  if (server.metricsUrl) logger.info(`metrics (no authentication, loopback): ${server.metricsUrl}`);
   logger.info(`admin kubeconfig: ${server.adminKubeconfigPath}`);
   logger.info(`try: kubectl --kubeconfig ${server.adminKubeconfigPath} get clusters`);
   notifyReady(`listening on ${server.url}`);

@@ -214,6 +214,10 @@ export const SERVE_OPTIONS = {
   maxCertTtl: { type: duration, default: "24h", help: "longest lifetime of a pass client certificate kpass issues" },
   shutdownGrace: { type: duration, default: "30s", help: "on SIGTERM, how long requests in flight may take before they are cut" },
   // Like kube-apiserver's --shutdown-delay-duration.
+  // Plain-HTTP /metrics without authentication, loopback only.
+  metricsListen: { type: listenAddress, defaultText: "none", example: "127.0.0.1:9090", help: "also serve /metrics over plain HTTP without authentication on this loopback address" },
+  // `off` exists to measure what metrics cost.
+  metrics: { type: oneOf("on", "off"), default: "on", help: "record metrics (off only to measure their cost)" },
   logFormat: { type: oneOf("text", "json"), default: "text", help: "kpass's own log on stderr: text, or one JSON object per line" },
   logLevel: { type: oneOf("debug", "info", "warn", "error"), default: "info", help: "least severe log lines written" },
   shutdownDelay: { type: duration, default: "0s", help: "on SIGTERM, how long kpass keeps serving, unready, before it refuses new connections" },
@@ -384,6 +388,8 @@ export function serverConfig(o: ServeOptions): ServerConfig {
     idleTimeoutSeconds: o.idleTimeout / 1000,
     maxStreamsPerPass: o.maxStreamsPerPass,
     maxCertTtlMs: o.maxCertTtl,
+    metrics: o.metrics === "on",
+    metricsListen: o.metricsListen,
     audit: { file: o.audit === "file" || o.audit === "both", stdout: o.audit === "stdout" || o.audit === "both", maxBytes: o.auditMaxSize, maxBackups: o.auditMaxBackups },
   };
 }

@@ -36,7 +36,9 @@ function checkTarget(target: ProxyTarget | undefined): void {
 function join(admission: ClusterAdmission, admitted: Admitted, client: UpgradeClient, upgraded: NonNullable<Awaited<ReturnType<typeof forwardUpgrade>>["upgraded"]>): void {
   const tunnel = client.tunnel(upgraded);
   admitted.lease?.signal.addEventListener("abort", () => upgraded.close(), { once: true });
+  const closed = admission.tunnelling(admitted, () => ({ bytesIn: tunnel.bytesIn(), bytesOut: tunnel.bytesOut() }));
   tunnel.onClose(() => {
+    closed();
     admitted.lease?.release();
     admission.finished(admitted, { status: 101, bytesIn: tunnel.bytesIn(), bytesOut: tunnel.bytesOut() });
   });

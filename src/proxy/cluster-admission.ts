@@ -19,9 +19,47 @@ export interface AuditSink {
   record(event: AuditEvent): void;
 }
 
+/** The kinds of long-lived streams, as kpass_open_streams labels them. */
+export type StreamKind = "watch" | "follow" | "exec" | "attach" | "portforward" | "proxy";
+
+/** What a metrics sink learns of a request that left kpass, when it ended. */
+export interface FinishedRequest {
+  cluster: string;
+  attributes: RequestAttributes;
+  status: number;
+  /** Set for watches, follows and tunnels: they are kept out of the latency histograms. */
+  stream?: StreamKind;
+  timing?: Timing;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+/** Where a request's time went, up to the moment its response head was ready. */
+export interface Timing {
+  /** From admission's start until the response head was ready. */
+  totalMs: number;
+  /** Of that, waiting for the cluster (connect, send, its response head), answered or not. */
+  upstreamMs: number;
+  /** Whether the cluster sent a response head (not a connect failure or a timeout). */
+  answered: boolean;
+}
+
+/**
+ * The second sink beside the audit log: sees every admitted request once at its end, every open
+ * stream while it is open, and every refusal. Metrics must never hold a pass name or a path.
+ */
+export interface RequestMetricsSink {
+  streamOpened(cluster: string, kind: StreamKind): void;
+  /** A tunnel's byte counts, readable while it is open (so a long port-forward shows up before it ends). */
+  tunnelOpened(cluster: string, bytes: () => { bytesIn: number; bytesOut: number }): () => void;
+  finished(request: FinishedRequest): void;
+  refused(status: number): void;
+}
+
 export interface AdmissionDeps extends ProxyDeps {
   authenticator: Authenticator;
   audit: AuditSink;
+  metrics?: RequestMetricsSink;
 }
 
 export interface ClusterRequest {
@@ -43,6 +81,8 @@ export interface Admitted {
   identity: Identity;
   plan: ProxyPlan;
   lease?: StreamLease;
+  /** Which kind of long-lived stream the request is, if it is one. */
+  stream?: StreamKind;
   startedAt: number;
   /** Serial of the client certificate the request authenticated with (absent: a bearer token). */
   certificateSerial?: string;
@@ -66,6 +106,8 @@ export interface Outcome {
   bytesOut: number;
   /** Why it failed, when kpass (not the cluster) answered. */
   message?: string;
+  /** For the latency histograms (REST requests that are not streams). */
+  timing?: Timing;
 }
 
 export class ClusterAdmission {
@@ -73,6 +115,11 @@ export class ClusterAdmission {
 
   get auditing(): boolean {
     return this.deps.audit.enabled;
+  }
+
+  /** Whether anyone needs `finished` (the audit log, metrics): otherwise an entry point may skip the bookkeeping. */
+  get observing(): boolean {
+    return this.deps.audit.enabled || this.deps.metrics !== undefined;
   }
 
   /** Admits `request` or throws the ApiError that refuses it (already audited). */
@@ -96,8 +143,11 @@ export class ClusterAdmission {
       const plan = planProxy(this.deps, identity, target, request);
       await checks.afterPlan?.(plan, identity);
       // A stream opened with a client certificate ends when the certificate does.
-      const lease = checks.holdsStream(plan) ? identity.openStream?.(certificateNotAfter, request.upgrade ? "tunnel" : "stream") : undefined;
-      return { request, identity, plan, lease, startedAt, certificateSerial };
+      const holds = checks.holdsStream(plan);
+      const lease = holds ? identity.openStream?.(certificateNotAfter, request.upgrade ? "tunnel" : "stream") : undefined;
+      const stream = holds ? streamKind(request, plan.decision.attributes) : undefined;
+      if (stream) this.deps.metrics?.streamOpened(plan.cluster.metadata.name, stream);
+      return { request, identity, plan, lease, stream, startedAt, certificateSerial };
     } catch (error) {
       const refusal = asApiError(error);
       this.refused(request, identity, target, refusal, identity ? certificateSerial : presentedSerial(request));
@@ -105,9 +155,24 @@ export class ClusterAdmission {
     }
   }
 
-  /** The audit line of a request that left kpass, written when it ended. */
+  /** Lets metrics read an open tunnel's bytes; the returned function ends that (call it when the tunnel closes). */
+  tunnelling(admitted: Admitted, bytes: () => { bytesIn: number; bytesOut: number }): () => void {
+    return this.deps.metrics?.tunnelOpened(admitted.plan.cluster.metadata.name, bytes) ?? (() => {});
+  }
+
+  /** The audit line and the metrics of a request that left kpass, written when it ended. */
   finished(admitted: Admitted, outcome: Outcome): void {
     const { identity, plan } = admitted;
+    this.deps.metrics?.finished({
+      cluster: plan.cluster.metadata.name,
+      attributes: plan.decision.attributes,
+      status: outcome.status,
+      stream: admitted.stream,
+      timing: outcome.timing,
+      bytesIn: outcome.bytesIn,
+      bytesOut: outcome.bytesOut,
+    });
+    if (!this.deps.audit.enabled) return;
     this.deps.audit.record({
       pass: identity.pass,
       user: identity.user,
@@ -118,7 +183,10 @@ export class ClusterAdmission {
       impersonated: plan.decision.impersonate?.user,
       sourceIP: admitted.request.sourceIP,
       clientCertificateSerial: admitted.certificateSerial,
-      ...outcome,
+      status: outcome.status,
+      bytesIn: outcome.bytesIn,
+      bytesOut: outcome.bytesOut,
+      message: outcome.message,
     });
   }
 
@@ -131,6 +199,7 @@ export class ClusterAdmission {
 
   /** The refusal's line: what authorization would have read, when the target parsed that far. */
   private refused(request: ClusterRequest, identity: Identity | undefined, target: ProxyTarget | undefined, error: ApiError, certificateSerial: string | undefined): void {
+    this.deps.metrics?.refused(error.code);
     this.deps.audit.record({
       pass: identity?.pass ?? "",
       user: identity?.user ?? "",
@@ -150,6 +219,15 @@ export class ClusterAdmission {
 /** The serial of a certificate that was to authenticate a request (no bearer token) but did not. */
 function presentedSerial(request: ClusterRequest): string | undefined {
   return request.headers.has("authorization") ? undefined : request.clientCertificate?.serial;
+}
+
+/** Tunnels by their subresource; REST streams are watches unless they follow a log. */
+function streamKind(request: ClusterRequest, a: RequestAttributes): StreamKind {
+  if (request.upgrade) {
+    const sub = a.subresource;
+    return sub === "exec" || sub === "attach" || sub === "portforward" ? sub : "proxy";
+  }
+  return a.verb === "watch" ? "watch" : "follow";
 }
 
 function readAttributes(request: ClusterRequest, target: ProxyTarget): RequestAttributes | undefined {

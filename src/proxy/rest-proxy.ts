@@ -19,12 +19,17 @@ export interface RestProxyOptions {
 
 type Context = Pick<RequestContext, "target" | "sourceIP"> & Partial<Pick<RequestContext, "onFinished" | "rawHeaders" | "clientCertificate">>;
 
+/** Runs `callback` once the response has been written or the client left (without an edge: when the client left). */
+function atEnd(req: Request, context: Context, callback: () => void): void {
+  if (context.onFinished) context.onFinished(callback);
+  else req.signal.addEventListener("abort", callback, { once: true });
+}
+
 /** Ends the request's stream lease with its response (or with the client, without an edge). */
 function holdLease(admitted: Admitted, req: Request, context: Context): AbortSignal {
   const lease = admitted.lease;
   if (!lease) return req.signal;
-  if (context.onFinished) context.onFinished(lease.release);
-  else req.signal.addEventListener("abort", lease.release, { once: true });
+  atEnd(req, context, lease.release);
   return AbortSignal.any([req.signal, lease.signal]);
 }
 
@@ -44,17 +49,29 @@ export function createRestProxy(options: RestProxyOptions): (req: Request, conte
     const { plan } = admitted;
     const bytesIn = Number(forwarded.headers.get("content-length") ?? 0);
     const signal = holdLease(admitted, req, context);
-    const send = (request: Request) =>
-      forwardRequest(request, {
-        transport: plan.transport,
-        path: plan.target.path,
-        search: plan.target.search,
-        headers: plan.headers,
-        headerTimeoutMs: options.headerTimeoutMs,
-        streaming: isStreaming(plan.decision.attributes.verb, plan.target.search),
-        impersonate: plan.decision.impersonate,
-        signal,
-      });
+    // The cluster's share of the time to the response head, summed over every exchange (a self
+    // review may ask the cluster more than once, or not at all).
+    let upstreamMs = 0;
+    let answered = false;
+    const send = async (request: Request) => {
+      const sentAt = performance.now();
+      try {
+        const response = await forwardRequest(request, {
+          transport: plan.transport,
+          path: plan.target.path,
+          search: plan.target.search,
+          headers: plan.headers,
+          headerTimeoutMs: options.headerTimeoutMs,
+          streaming: isStreaming(plan.decision.attributes.verb, plan.target.search),
+          impersonate: plan.decision.impersonate,
+          signal,
+        });
+        answered = true;
+        return response;
+      } finally {
+        upstreamMs += performance.now() - sentAt;
+      }
+    };
     const review = selfReviewKind(plan.decision.attributes);
     let response: Response;
     try {
@@ -62,10 +79,20 @@ export function createRestProxy(options: RestProxyOptions): (req: Request, conte
     } catch (error) {
       admitted.lease?.release();
       const failure = asApiError(error);
-      admission.finished(admitted, { status: failure.code, bytesIn, bytesOut: 0, message: failure.message });
+      const timing = { totalMs: performance.now() - admitted.startedAt, upstreamMs, answered };
+      admission.finished(admitted, { status: failure.code, bytesIn, bytesOut: 0, message: failure.message, timing });
       throw failure;
     }
-    if (!admission.auditing) return response;
-    return meterResponse(response, req.signal, (bytesOut) => admission.finished(admitted, { status: response.status, bytesIn, bytesOut }));
+    if (!admission.observing) return response;
+    const timing = { totalMs: performance.now() - admitted.startedAt, upstreamMs, answered };
+    const status = response.status;
+    if (!admission.auditing) {
+      // Metrics need no byte count, so the body stays on Bun's native path; a stream is
+      // finished (its open-stream gauge lowered) when it ends, everything else now.
+      if (admitted.stream) atEnd(req, context, () => admission.finished(admitted, { status, bytesIn, bytesOut: 0, timing }));
+      else admission.finished(admitted, { status, bytesIn, bytesOut: 0, timing });
+      return response;
+    }
+    return meterResponse(response, req.signal, (bytesOut) => admission.finished(admitted, { status, bytesIn, bytesOut, timing }));
   };
 }

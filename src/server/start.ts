@@ -56,12 +56,19 @@ export interface ServerConfig {
   /** Longest lifetime of an issued pass client certificate (--max-cert-ttl); default 24 h. */
   maxCertTtlMs?: number;
   audit: { file: boolean; stdout: boolean; maxBytes: number; maxBackups?: number };
+  /** Per-request metrics (default on; off only to measure what they cost). */
+  metrics?: boolean;
+  /** A loopback address serving plain-HTTP /metrics without authentication. */
+  metricsListen?: { hostname: string; port: number };
 }
 
 export interface RunningServer {
   url: string;
   port: number;
   adminKubeconfigPath: string;
+  /** The unauthenticated loopback /metrics, when --metrics-listen asked for one. */
+  metricsUrl?: string;
+
   /** Graceful stop: see server/shutdown.ts. `graceMs` defaults to 30 s, `delayMs` to 0. */
   stop(graceMs?: number, delayMs?: number): Promise<void>;
   /** Serving certificate read again (SIGHUP): new handshakes see it, open connections stay. */
@@ -83,7 +90,34 @@ function listenUrl(hostname: string, port: number): string {
   return `https://${host.includes(":") ? `[${host}]` : host}:${port}`;
 }
 
+/** Loopback only: the port has no authentication, so it must not be reachable from another host. */
+export function isLoopback(hostname: string): boolean {
+  return hostname === "localhost" || hostname === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
+}
+
+/**
+ * Plain-HTTP /metrics without authentication for a Prometheus on the same host. Bun.serve is
+ * enough here (the edge's reasons — exact targets, no idle cut, pipelining — are for proxied
+ * traffic); anything but GET or HEAD /metrics is a 404 or 405.
+ */
+function serveMetrics(listen: { hostname: string; port: number }, metrics: Metrics): { hostname: string; port: number; stop(force: boolean): void } {
+  const server = Bun.serve({
+    hostname: listen.hostname,
+    port: listen.port,
+    async fetch(req) {
+      if (new URL(req.url).pathname !== "/metrics") return new Response("404 page not found\n", { status: 404 });
+      if (req.method !== "GET" && req.method !== "HEAD") return new Response("method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
+      const { text, contentType } = await metrics.render();
+      return new Response(text, { headers: { "content-type": contentType } });
+    },
+  });
+  return { hostname: listen.hostname, port: server.port ?? listen.port, stop: (force) => void server.stop(force) };
+}
+
 export async function startServer(config: ServerConfig): Promise<RunningServer> {
+  if (config.metricsListen && !isLoopback(config.metricsListen.hostname)) {
+    throw new Error(`--metrics-listen: "${config.metricsListen.hostname}" is not a loopback address (127.0.0.0/8, ::1 or localhost): that port has no authentication; scrape the TLS port with a pass that may get /metrics instead`);
+  }
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const certificateOptions = { dataDir: config.dataDir, sans: config.sans, certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, caFile: config.caFile };
   const certificates = await loadServingCertificates(certificateOptions);
@@ -95,18 +129,21 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const clientCa = await ClientCertificateAuthority.loadOrCreate(config.dataDir);
   const authenticator = new Authenticator(tokens, passes, streams, clientCa);
   const audit = new AuditLog({ path: config.audit.file ? join(config.dataDir, "audit.log") : undefined, stdout: config.audit.stdout, maxBytes: config.audit.maxBytes, maxBackups: config.audit.maxBackups });
-  const metrics = new Metrics();
+  const metrics = new Metrics({ clusters: () => clusters.list(), passes: () => passes.list(), servingCertificatePem: () => certificates.certPem, auditWriteErrors: () => audit.writeErrors });
+  clusters.subscribe((event) => {
+    if (event.type === "DELETED") metrics.forgetCluster(event.object.metadata.name);
+  });
   let serverUrl = config.externalUrl ?? "";
   let stopping = false;
   const kubeconfigs = new Kubeconfigs({ tokens, authenticator, passes, clusters, caPem: certificates.caPem, serverUrl: () => serverUrl });
   // The token is shown once, in the create response; kpass keeps only the key that signs it.
   const passEndpoint: KindEndpoint<Pass> = { kind: passKind, store: passes, createdResponse: async (pass) => ({ status: { ...pass.status, token: await tokens.mint(pass.metadata.name, pass.metadata.uid) } }) };
   const endpoints = [{ kind: clusterKind, store: clusters }, passEndpoint] as unknown as KindEndpoint<StoredObject>[];
-  const admission = new ClusterAdmission({ authenticator, clusters, transports, audit });
+  const admission = new ClusterAdmission({ authenticator, clusters, transports, audit, metrics: config.metrics === false ? undefined : metrics });
   const handler = createHandler({
     authenticator,
     proxy: createRestProxy({ admission, headerTimeoutMs: config.upstreamTimeoutMs }),
-    api: createKpassApi({ endpoints, kubeconfigs, passCertificates: new PassCertificates({ passes, clientCa, maxTtlMs: config.maxCertTtlMs ?? 24 * 3_600_000, audit }), selfReviews: new SelfReviews(clusters), metrics: () => metrics.render({ clusters: clusters.size, passes: passes.size }) }),
+    api: createKpassApi({ endpoints, kubeconfigs, passCertificates: new PassCertificates({ passes, clientCa, maxTtlMs: config.maxCertTtlMs ?? 24 * 3_600_000, audit }), selfReviews: new SelfReviews(clusters), metrics: () => metrics.render() }),
     observe: (status) => metrics.observe(status),
     ready: () => !stopping,
   });
@@ -124,6 +161,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       if (isProxyTarget(context.target)) void admission.refusedAtEdge(context.target, headers, context.sourceIP, error, context.clientCertificate);
     },
   });
+  const metricsServer = config.metricsListen && serveMetrics(config.metricsListen, metrics);
   const url = listenUrl(config.hostname, edge.port);
   serverUrl ||= url;
   const adminKubeconfigPath = join(config.dataDir, "admin.kubeconfig");
@@ -136,10 +174,14 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     url,
     port: edge.port,
     adminKubeconfigPath,
+    metricsUrl: metricsServer ? `http://${metricsServer.hostname.includes(":") ? `[${metricsServer.hostname}]` : metricsServer.hostname}:${metricsServer.port}/metrics` : undefined,
     async stop(graceMs = 30_000, delayMs = 0) {
       if (stopping) return;
       stopping = true;
-      await shutdown({ edge, streams, audit, stopBackground: () => prober.stop(), log: (m) => logger.info(`kpass: ${m}`) }, graceMs, delayMs);
+      await shutdown({ edge, streams, audit, stopBackground: () => {
+        prober.stop();
+        metricsServer?.stop(true);
+      }, log: (m) => logger.info(`kpass: ${m}`) }, graceMs, delayMs);
     },
     async reloadCertificates() {
       const next = await loadServingCertificates(certificateOptions);

@@ -6,13 +6,15 @@
 import { describe, expect, test } from "bun:test";
 import { forbiddenPhrase, forbiddenRequest } from "../../src/auth/forbidden.ts";
 import type { Identity } from "../../src/auth/identity.ts";
-import { authorizeKubeconfig, authorizeMetrics, authorizeWrite, canSee, seesCredentials } from "../../src/auth/kpass-access.ts";
+import { authorizeKubeconfig, authorizeMetrics, authorizeWrite, canSee, kpassRules, seesCredentials } from "../../src/auth/kpass-access.ts";
+import { roleRules } from "../../src/auth/roles.ts";
+import type { PolicyRule } from "../../src/core/pass.ts";
 import type { RequestAttributes } from "../../src/auth/request-attributes.ts";
 import { API_VERSION, GROUP } from "../../src/core/api-group.ts";
 import type { StoredObject } from "../../src/core/object.ts";
 import { ApiError } from "../../src/core/status.ts";
 
-function identity(pass: string, user: string, options: { admin?: boolean; clusters?: string[] } = {}): Identity {
+function identity(pass: string, user: string, options: { admin?: boolean; clusters?: string[]; rules?: PolicyRule[] } = {}): Identity {
   const reach = new Set(options.clusters ?? []);
   return {
     pass,
@@ -20,7 +22,7 @@ function identity(pass: string, user: string, options: { admin?: boolean; cluste
     user,
     groups: [],
     isAdmin: options.admin === true,
-    rules: [],
+    rules: options.rules ?? [],
     reachesCluster: (cluster) => reach.has(cluster.metadata.name),
   };
 }
@@ -175,8 +177,25 @@ describe("authorizeMetrics", () => {
     const error = refusal(() => authorizeMetrics(alice));
     expect(error.code).toBe(403);
     expect(error.reason).toBe("Forbidden");
-    expect(error.message).toBe(`forbidden: User "alice" cannot get path "/metrics": pass "alice" is not an admin pass`);
+    expect(error.message).toBe(`forbidden: User "alice" cannot get path "/metrics": pass "alice" is not an admin pass and has no rule allowing get on the non-resource URL /metrics`);
     expect(error.details).toEqual({});
+  });
+
+  test("a pass whose rules name get on /metrics may read it, and can-i --list says so", () => {
+    for (const verbs of [["get"], ["*"], ["get", "list"]]) {
+      const prometheus = identity("prometheus", "prometheus", { rules: [{ verbs, nonResourceURLs: ["/metrics"] }] });
+      expect(() => authorizeMetrics(prometheus)).not.toThrow();
+      expect(kpassRules(prometheus, [])).toContainEqual({ verbs: ["get"], nonResourceURLs: ["/metrics"] });
+    }
+  });
+
+  test("wildcards written for clusters do not open kpass's metrics (they count every cluster's traffic)", () => {
+    const cases: PolicyRule[][] = [roleRules("cluster-admin")!, [{ verbs: ["get"], nonResourceURLs: ["/metr*"] }], [{ verbs: ["list"], nonResourceURLs: ["/metrics"] }], [{ verbs: ["get"], nonResourceURLs: ["/healthz"] }]];
+    for (const rules of cases) {
+      const pass = identity("ops", "ops", { rules });
+      expect(refusal(() => authorizeMetrics(pass)).code).toBe(403);
+      expect(kpassRules(pass, []).some((r) => r.nonResourceURLs?.includes("/metrics"))).toBe(false);
+    }
   });
 });
 
