@@ -6,7 +6,7 @@
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { X509Certificate } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connect } from "node:tls";
 import { createCertificateAuthority, issueServingCertificate } from "../src/edge/pki.ts";
@@ -141,7 +141,7 @@ describe("SIGHUP", () => {
     writeFileSync(certFile, second.certPem);
     writeFileSync(keyFile, second.keyPem, { mode: 0o600 });
     kpass.signal("SIGHUP");
-    await eventually(() => (kpass.stderr().includes("serving certificate reloaded") ? true : undefined));
+    await eventually(() => (kpass.stderr().includes("serving certificate reloaded\n") ? true : undefined));
     expect(await servingSerial(kpass, ca.certPem)).toBe(secondSerial);
     open.write(request("GET", "/version", kpass.adminToken));
     const again = await open.responses(2);
@@ -158,5 +158,16 @@ describe("SIGHUP", () => {
     kpass.signal("SIGHUP");
     await eventually(() => (kpass.stderr().includes("does not belong to the serving certificate") ? true : undefined));
     expect(await servingSerial(kpass, ca.certPem)).toBe(secondSerial);
+
+    // Files rewritten the way cert-manager does it (a new file renamed over the old), no signal:
+    // taken up all the same.
+    const third = await issueServingCertificate(ca, names);
+    writeFileSync(`${keyFile}.new`, third.keyPem, { mode: 0o600 });
+    renameSync(`${keyFile}.new`, keyFile);
+    writeFileSync(`${certFile}.new`, third.certPem);
+    renameSync(`${certFile}.new`, certFile);
+    const thirdSerial = new X509Certificate(third.certPem).serialNumber;
+    await eventually(async () => ((await servingSerial(kpass, ca.certPem)) === thirdSerial ? true : undefined), 10_000);
+    expect(kpass.stderr()).toContain("serving certificate reloaded (files changed)");
   }, 60_000);
 });

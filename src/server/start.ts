@@ -33,6 +33,7 @@ import { ensureAdminPass, writeAdminKubeconfig } from "./admin-kubeconfig.ts";
 import { createHandler } from "./handler.ts";
 import { Metrics } from "./metrics.ts";
 import { shutdown } from "./shutdown.ts";
+import { watchCertificateFiles } from "./certificate-watch.ts";
 import { logger } from "../core/log.ts";
 
 export interface ServerConfig {
@@ -170,6 +171,11 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   await writeAdminKubeconfig(adminKubeconfigPath, await kubeconfigs.forPass(await ensureAdminPass(passes)));
   const prober = new HealthProber(clusters, transports, config.probeIntervalMs, Math.min(config.upstreamTimeoutMs, 10_000));
   prober.start();
+  const reloadCertificates = async () => {
+    const next = await loadServingCertificates(certificateOptions);
+    edge.reloadTls({ cert: next.certPem, key: next.keyPem });
+  };
+  const certificateWatch = config.tlsCertFile && config.tlsKeyFile ? watchCertificateFiles([config.tlsCertFile, config.tlsKeyFile], reloadCertificates) : undefined;
   return {
     url,
     port: edge.port,
@@ -180,12 +186,10 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       stopping = true;
       await shutdown({ edge, streams, audit, stopBackground: () => {
         prober.stop();
+        certificateWatch?.stop();
         metricsServer?.stop(true);
       }, log: (m) => logger.info(`kpass: ${m}`) }, graceMs, delayMs);
     },
-    async reloadCertificates() {
-      const next = await loadServingCertificates(certificateOptions);
-      edge.reloadTls({ cert: next.certPem, key: next.keyPem });
-    },
+    reloadCertificates,
   };
 }
