@@ -6,7 +6,8 @@
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { X509Certificate } from "node:crypto";
-import { readFileSync, renameSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "node:tls";
 import { createCertificateAuthority, issueServingCertificate } from "../src/edge/pki.ts";
@@ -169,5 +170,40 @@ describe("SIGHUP", () => {
     const thirdSerial = new X509Certificate(third.certPem).serialNumber;
     await eventually(async () => ((await servingSerial(kpass, ca.certPem)) === thirdSerial ? true : undefined), 10_000);
     expect(kpass.stderr()).toContain("serving certificate reloaded (files changed)");
+  }, 60_000);
+});
+
+describe("SIGHUP with a config file", () => {
+  test("the stream limit and log settings change at once; what needs a restart is named", async () => {
+    const cluster = await startRawCluster({ name: "a", token: "a-token" });
+    const dir = mkdtempSync(join(tmpdir(), "kpass-reload-"));
+    const file = join(dir, "config.yaml");
+    writeFileSync(file, "maxStreamsPerPass: 1\nidleTimeout: 2m\n");
+    const kpass = await startKpass({ args: ["--config", file] });
+    started.push({ kpass, cluster });
+    const watchCount = async () => {
+      const c = await RawTlsConnection.open(kpass.url, kpass.caPem);
+      c.write(request("GET", `${CLUSTERS}?watch=1`, kpass.adminToken));
+      // A watch's response never completes: its status line is what tells.
+      await c.waitFor(() => /^HTTP\/1\.1 \d{3}/.test(c.raw().toString("latin1")));
+      return { c, status: Number(c.raw().toString("latin1").slice(9, 12)) };
+    };
+    const first = await watchCount();
+    expect(first.status).toBe(200);
+    const refused = await watchCount();
+    expect(refused.status).toBe(429);
+    writeFileSync(file, "maxStreamsPerPass: 2\nidleTimeout: 5m\n");
+    kpass.signal("SIGHUP");
+    await eventually(() => (kpass.stderr().includes("config reloaded: maxStreamsPerPass changed") ? true : undefined));
+    expect(kpass.stderr()).toContain("idleTimeout changed, which takes effect at the next start");
+    const second = await watchCount();
+    expect(second.status).toBe(200);
+    // A file that no longer loads changes nothing.
+    writeFileSync(file, "maxStreamsPerPass: lots\n");
+    kpass.signal("SIGHUP");
+    await eventually(() => (kpass.stderr().includes("config not reloaded") ? true : undefined));
+    expect((await watchCount()).status).toBe(429);
+    for (const w of [first, refused, second]) w.c.close();
+    removeDataDir(dir);
   }, 60_000);
 });

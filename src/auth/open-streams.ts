@@ -51,6 +51,11 @@ export class OpenStreams {
     this.timer.unref?.();
   }
 
+  /** The bound per pass from now on (a reload); streams already open over it are left alone. */
+  setMaxPerPass(max: number): void {
+    this.options.maxPerPass = max;
+  }
+
   get size(): number {
     let n = 0;
     for (const set of this.byPass.values()) n += set.size;

@@ -8,6 +8,7 @@ import { configureLog, logger } from "../core/log.ts";
 import { ConfigFileError, configExample, defaultDataDir, parseServeArgs, serveHelp, serveSynopsis, serverConfig, showOptions } from "./serve-options.ts";
 import { notifyReady } from "./sd-notify.ts";
 import { systemdUnit } from "./systemd-unit.ts";
+import { reloadSettings } from "./settings-reload.ts";
 
 const USAGE = `kpass ${KPASS_VERSION} — one gateway, one credential per person, plain kubectl
 
@@ -49,7 +50,9 @@ async function serve(args: string[]): Promise<void> {
   };
   process.on("SIGINT", shutdown);
   process.on("SIGTERM", shutdown);
+  let settings = invocation.options;
   process.on("SIGHUP", () => {
+    if (invocation.configFile !== undefined) settings = reloadSettings(args, settings, server);
     server.reloadCertificates().then(
       () => logger.info("kpass: serving certificate reloaded"),
       (error: Error) => logger.error(`serving certificate not reloaded, the old one stays: ${error.message}`),

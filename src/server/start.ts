@@ -74,6 +74,8 @@ export interface RunningServer {
   stop(graceMs?: number, delayMs?: number): Promise<void>;
   /** Serving certificate read again (SIGHUP): new handshakes see it, open connections stay. */
   reloadCertificates(): Promise<void>;
+  /** Settings that change without a restart (SIGHUP with a config file). */
+  applySettings(settings: { maxStreamsPerPass: number }): void;
 }
 
 async function openStores(dataDir: string): Promise<{ clusters: ObjectStore<Cluster>; passes: ObjectStore<Pass> }> {
@@ -191,5 +193,8 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       }, log: (m) => logger.info(`kpass: ${m}`) }, graceMs, delayMs);
     },
     reloadCertificates,
+    applySettings(settings) {
+      streams.setMaxPerPass(settings.maxStreamsPerPass);
+    },
   };
 }
