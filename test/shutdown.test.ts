@@ -207,3 +207,26 @@ describe("SIGHUP with a config file", () => {
     removeDataDir(dir);
   }, 60_000);
 });
+
+describe("SIGTERM with a watch through a cluster", () => {
+  test("the proxied watch ends as a complete response (the last chunk), so clients re-watch at once", async () => {
+    const { startTestCluster } = await import("./fixture/cluster/server.ts");
+    const cluster = await startTestCluster({ credential: { type: "token", token: "w-token" } });
+    const kpass = await startKpass({ args: ["--shutdown-grace", "2s"] });
+    started.push({ kpass });
+    try {
+      expect((await kpass.api("POST", CLUSTERS, clusterManifest("w", cluster, { token: "w-token" }))).status).toBe(201);
+      const watch = await RawTlsConnection.open(kpass.url, kpass.caPem);
+      watch.write(request("GET", `${CLUSTERS}/w/proxy/api/v1/namespaces/default/configmaps?watch=true`, kpass.adminToken));
+      expect(await watch.waitFor(() => watch.raw().toString("latin1").includes('"ADDED"'))).toBe(true);
+      kpass.signal("SIGTERM");
+      expect(await kpass.exited).toBe(0);
+      await watch.waitClosed(5000);
+      const text = watch.raw().toString("latin1");
+      expect(text).toContain("Transfer-Encoding: chunked");
+      expect(text.endsWith("\r\n0\r\n\r\n")).toBe(true);
+    } finally {
+      await cluster.stop();
+    }
+  }, 60_000);
+});

@@ -25,12 +25,61 @@ function atEnd(req: Request, context: Context, callback: () => void): void {
   else req.signal.addEventListener("abort", callback, { once: true });
 }
 
-/** Ends the request's stream lease with its response (or with the client, without an edge). */
-function holdLease(admitted: Admitted, req: Request, context: Context): AbortSignal {
+/**
+ * Ends the request's stream lease with its response (or with the client, without an edge). The
+ * returned signal aborts the cluster request with the client, or with the lease until the
+ * response head is in (afterwards endsWithLease ends the body cleanly instead).
+ */
+function holdLease(admitted: Admitted, req: Request, context: Context): { signal: AbortSignal; upstream?: AbortController; headIn?: () => void } {
   const lease = admitted.lease;
-  if (!lease) return req.signal;
+  if (!lease) return { signal: req.signal };
   atEnd(req, context, lease.release);
-  return AbortSignal.any([req.signal, lease.signal]);
+  const upstream = new AbortController();
+  const abort = () => upstream.abort();
+  req.signal.addEventListener("abort", abort, { once: true });
+  lease.signal.addEventListener("abort", abort, { once: true });
+  return { signal: upstream.signal, upstream, headIn: () => lease.signal.removeEventListener("abort", abort) };
+}
+
+/**
+ * A watch or log follow whose lease ends (pass revoked or edited, kpass shutting down) ends as a
+ * complete response — the terminating chunk, not a broken connection — so clients re-watch at once.
+ */
+function endsWithLease(response: Response, lease: NonNullable<Admitted["lease"]>, upstream: AbortController): Response {
+  const source = response.body;
+  if (!source) return response;
+  const reader = source.getReader();
+  let ended = false;
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      // From now on the lease ends the body first (cleanly), then the cluster request.
+      lease.signal.addEventListener("abort", () => {
+        ended = true;
+        try {
+          controller.close();
+        } catch {
+          // already closed
+        }
+        upstream.abort();
+        void reader.cancel().catch(() => {});
+      }, { once: true });
+    },
+    async pull(controller) {
+      try {
+        const { value, done } = await reader.read();
+        if (ended) return;
+        if (done) controller.close();
+        else controller.enqueue(value);
+      } catch (error) {
+        if (!ended) controller.error(error);
+      }
+    },
+    cancel(reason) {
+      upstream.abort();
+      return reader.cancel(reason);
+    },
+  });
+  return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
 }
 
 export function createRestProxy(options: RestProxyOptions): (req: Request, context: Context) => Promise<Response> {
@@ -48,7 +97,7 @@ export function createRestProxy(options: RestProxyOptions): (req: Request, conte
     );
     const { plan } = admitted;
     const bytesIn = Number(forwarded.headers.get("content-length") ?? 0);
-    const signal = holdLease(admitted, req, context);
+    const { signal, upstream, headIn } = holdLease(admitted, req, context);
     // The cluster's share of the time to the response head, summed over every exchange (a self
     // review may ask the cluster more than once, or not at all).
     let upstreamMs = 0;
@@ -76,6 +125,10 @@ export function createRestProxy(options: RestProxyOptions): (req: Request, conte
     let response: Response;
     try {
       response = review ? await answerSelfReview(review, forwarded, admitted.identity, plan, send) : await send(forwarded);
+      if (admitted.lease && upstream && headIn) {
+        headIn();
+        response = endsWithLease(response, admitted.lease, upstream);
+      }
     } catch (error) {
       admitted.lease?.release();
       const failure = asApiError(error);
