@@ -24,6 +24,10 @@ function isJson(contentType: string | null): boolean {
   return contentType === null || /^application\/json\b/i.test(contentType);
 }
 
+function acceptsJson(accept: string | null): boolean {
+  return accept === null || /application\/json|\*\/\*/i.test(accept);
+}
+
 /** The review's body, read whole (bounded), and the spec kpass decides on. */
 async function readReview(request: Request, kind: "access" | "rules"): Promise<{ bytes: Uint8Array; spec: AccessReviewSpec & { namespace?: string } }> {
   const bytes = request.body ? await readBounded(request.body, REVIEW_BODY_LIMIT) : new Uint8Array(0);
@@ -85,9 +89,11 @@ async function rulesReview(request: Request, identity: Identity, plan: ProxyPlan
 }
 
 async function whoami(request: Request, identity: Identity, plan: ProxyPlan, send: Send): Promise<Response> {
-  const sent = await send(request);
   // Only when the cluster sees the person (kpass impersonates the pass's own user) is the pass theirs to name.
   const seesPerson = plan.cluster.spec.impersonation === "user" && plan.decision.impersonate?.user === identity.user;
+  // kubectl ≥ 1.33 prefers protobuf and accepts JSON too; kpass asks for the JSON it can add to.
+  if (seesPerson && acceptsJson(request.headers.get("accept"))) plan.headers.set("accept", "application/json");
+  const sent = await send(request);
   if (!seesPerson) return sent;
   const { response, value: answer } = await readAnswer(sent);
   const userInfo = (answer?.status as { userInfo?: { extra?: Record<string, string[]> } } | undefined)?.userInfo;
