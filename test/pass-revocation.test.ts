@@ -18,7 +18,7 @@ import { createCertificateAuthority, issueServingCertificate } from "../src/edge
 import { startTestCluster, type TestCluster } from "./fixture/cluster/server.ts";
 import { createStreamUpgradeHandler, type StreamUpgradeFixture } from "./fixture/streams/index.ts";
 import { clusterManifest, eventually, proxyUrl, removeDataDir, startKpass, writeKubeconfig, type KpassProcess } from "./harness/kpass.ts";
-import { kubectlBinary, kubectlEnv, runKubectl, type KubectlVersion } from "./harness/kubectl.ts";
+import { runKubectl, startKubectl, type KubectlVersion } from "./harness/kubectl.ts";
 
 const VERSIONS: KubectlVersion[] = ["1.27", "1.33"];
 const PASSES = "/apis/cluster.kpass.dev/v1beta1/passes";
@@ -26,6 +26,8 @@ const CLUSTERS = "/apis/cluster.kpass.dev/v1beta1/clusters";
 const MERGE = { headers: { "content-type": "application/merge-patch+json" } };
 /** Bound on "the stream has ended" (kpass promises ~0.5 s; this is only the test's patience). */
 const ENDS_WITHIN_MS = 5000;
+/** Bound on a line from a background kubectl (its start-up and discovery included). */
+const LINE_WITHIN_MS = 15_000;
 
 interface StatusBody {
   kind: string;
@@ -54,74 +56,12 @@ async function killAll(): Promise<void> {
   await Promise.all(procs.map((p) => p.exited));
 }
 
-/** A long-running kubectl (get -w, exec -i) whose stdout lines are recorded (pattern of proxy.test.ts). */
-function startKubectl(version: KubectlVersion, kubeconfig: string, args: string[], options: { stdin?: "ignore" | "pipe" } = {}) {
-  const proc = Bun.spawn([kubectlBinary(version), "--kubeconfig", kubeconfig, ...args], {
-    stdin: options.stdin ?? "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-    env: kubectlEnv(),
-  });
-  started.add(proc);
-  let exitedAt: number | undefined;
-  void proc.exited.then(() => {
-    exitedAt = Date.now();
-    started.delete(proc);
-  });
-  const lines: string[] = [];
-  let stdout = "";
-  let stderr = "";
-  void (async () => {
-    const decoder = new TextDecoder();
-    let partial = "";
-    for await (const chunk of proc.stdout) {
-      const text = decoder.decode(chunk, { stream: true });
-      stdout += text;
-      partial += text;
-      const parts = partial.split("\n");
-      partial = parts.pop()!;
-      lines.push(...parts);
-    }
-  })();
-  void (async () => {
-    const decoder = new TextDecoder();
-    for await (const chunk of proc.stderr) stderr += decoder.decode(chunk, { stream: true });
-  })();
-  const summary = () => `kubectl ${args.join(" ")} (exit ${proc.exitCode})\nstdout:\n${stdout}\nstderr:\n${stderr}`;
-  return {
-    proc,
-    lines,
-    stdout: () => stdout,
-    stderr: () => stderr,
-    running: () => proc.exitCode === null && proc.signalCode === null,
-    exitedAt: () => exitedAt,
-    describe: summary,
-    write(text: string) {
-      const sink = proc.stdin as import("bun").FileSink;
-      sink.write(text);
-      void sink.flush();
-    },
-    async waitForLine(predicate: (line: string) => boolean, timeoutMs = 15_000) {
-      try {
-        return await eventually(() => lines.find(predicate), timeoutMs);
-      } catch {
-        throw new Error(`expected line not seen: ${summary()}`);
-      }
-    },
-    /** Resolves once the process has ended on its own (bounded); throws with its output otherwise. */
-    async waitForExit(timeoutMs = ENDS_WITHIN_MS) {
-      try {
-        await eventually(() => (exitedAt !== undefined ? true : undefined), timeoutMs);
-      } catch {
-        throw new Error(`still running after ${timeoutMs} ms: ${summary()}`);
-      }
-      return proc.exitCode;
-    },
-    async stop() {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill();
-      await proc.exited;
-    },
-  };
+/** A background kubectl (get -w, exec -i, ...) that killAll() ends whatever the test did. */
+function startTrackedKubectl(version: KubectlVersion, kubeconfig: string, args: string[], options: { stdin?: "ignore" | "pipe" } = {}) {
+  const kubectl = startKubectl(version, args, { kubeconfig, stdin: options.stdin });
+  started.add(kubectl.proc);
+  void kubectl.proc.exited.then(() => started.delete(kubectl.proc));
+  return kubectl;
 }
 
 // -------------------------------------------------------------------------------------------------
@@ -157,8 +97,8 @@ async function streamsAre(n: number, timeoutMs = ENDS_WITHIN_MS): Promise<void> 
 
 /** Starts `kubectl get configmaps -w` and waits until its watch is open at the cluster. */
 async function startWatch(version: KubectlVersion, kubeconfig: string, expectedStreams: number) {
-  const watcher = startKubectl(version, kubeconfig, ["get", "configmaps", "-n", "default", "-w"]);
-  await watcher.waitForLine((l) => l.startsWith("app-config"));
+  const watcher = startTrackedKubectl(version, kubeconfig, ["get", "configmaps", "-n", "default", "-w"]);
+  await watcher.waitForLine((l) => l.startsWith("app-config"), LINE_WITHIN_MS);
   await streamsAre(expectedStreams, 10_000);
   return watcher;
 }
@@ -215,14 +155,14 @@ for (const version of VERSIONS) {
       const carolWatch = await startWatch(version, kubeconfigFor(kpass, carol.token), 2);
 
       expect((await kpass.api("DELETE", `${PASSES}/bob`)).status).toBe(200);
-      await bobWatch.waitForExit();
+      await bobWatch.waitForExit(ENDS_WITHIN_MS);
       await streamsAre(1);
       // carol's pass was not touched: her watch stays open and still sees new objects.
-      expect(carolWatch.running()).toBe(true);
+      expect(carolWatch.exited()).toBe(false);
       const created = await viaProxy(kpass, kpass.adminToken, "/api/v1/namespaces/default/configmaps", { method: "POST", body: { apiVersion: "v1", kind: "ConfigMap", metadata: { name: `after-bob-${version.replace(".", "")}` } } });
       expect(created.status).toBe(201);
       await carolWatch.waitForLine((l) => l.startsWith(`after-bob-${version.replace(".", "")}`), 5000);
-      expect(carolWatch.running()).toBe(true);
+      expect(carolWatch.exited()).toBe(false);
 
       const again = await kubectlGet(version, bobConfig);
       expect(again.exitCode).not.toBe(0);
@@ -250,7 +190,7 @@ for (const version of VERSIONS) {
           edited = await kpass.api("PUT", `${PASSES}/bob`, { ...current, spec: { ...current.spec, roles: [] } });
         }
         expect(edited.status).toBe(200);
-        await watcher.waitForExit();
+        await watcher.waitForExit(ENDS_WITHIN_MS);
         await streamsAre(0);
 
         // The pass exists, so the same token authenticates, but may no longer watch.
@@ -278,7 +218,7 @@ for (const version of VERSIONS) {
       const watcher = await startWatch(version, config, 1);
       if (Date.now() < expiresAtMs - 500) {
         await Bun.sleep(200);
-        expect(watcher.running()).toBe(true);
+        expect(watcher.exited()).toBe(false);
       }
       await watcher.waitForExit(Math.max(0, expiresAtMs - Date.now()) + ENDS_WITHIN_MS);
       await streamsAre(0);
@@ -306,7 +246,7 @@ for (const version of VERSIONS) {
       const second = await created.json();
       expect(second.metadata.uid).not.toBe(first.uid);
 
-      await watcher.waitForExit();
+      await watcher.waitForExit(ENDS_WITHIN_MS);
       await streamsAre(0);
       const old = await kubectlGet(version, oldConfig);
       expect(old.exitCode).not.toBe(0);
@@ -331,17 +271,17 @@ for (const version of VERSIONS) {
     await eventually(() => (cluster.activeUpgrades() === 0 ? true : undefined), ENDS_WITHIN_MS);
     const execer = await createPass(kpass, "execer", { user: "execer", clusters: { names: ["c1"] }, roles: ["edit"] });
     const config = kubeconfigFor(kpass, execer.token);
-    const session = startKubectl(version, config, ["exec", "-i", "-n", "default", "web-0", "--", "cat"], { stdin: "pipe" });
+    const session = startTrackedKubectl(version, config, ["exec", "-i", "-n", "default", "web-0", "--", "cat"], { stdin: "pipe" });
     // The tunnel works: what goes in comes back (stdin stays open, so cat and kubectl keep running).
     session.write("ping-1\n");
-    await session.waitForLine((l) => l === "ping-1");
+    await session.waitForLine((l) => l === "ping-1", LINE_WITHIN_MS);
     expect(cluster.activeUpgrades()).toBe(1);
     const record = streams.sessions.last("exec");
     expect(record?.open).toBe(true);
     expect(record?.transport).toBe(version === "1.27" ? "spdy" : "websocket");
 
     expect((await kpass.api("DELETE", `${PASSES}/execer`)).status).toBe(200);
-    const code = await session.waitForExit();
+    const code = await session.waitForExit(ENDS_WITHIN_MS);
     console.error(`kubectl ${version} exec after revocation: exit ${code}, stderr: ${session.stderr().trim()}`);
     await eventually(() => (cluster.activeUpgrades() === 0 ? true : undefined), ENDS_WITHIN_MS);
     await eventually(() => (record?.open === false ? true : undefined), ENDS_WITHIN_MS);
@@ -355,11 +295,11 @@ for (const version of VERSIONS) {
 test("editing an exec pass (roles [] ) ends its open exec tunnel too", async () => {
   await eventually(() => (cluster.activeUpgrades() === 0 ? true : undefined), ENDS_WITHIN_MS);
   const execer = await createPass(kpass, "execer2", { user: "execer2", clusters: { names: ["c1"] }, roles: ["edit"] });
-  const session = startKubectl("1.33", kubeconfigFor(kpass, execer.token), ["exec", "-i", "-n", "default", "web-0", "--", "cat"], { stdin: "pipe" });
+  const session = startTrackedKubectl("1.33", kubeconfigFor(kpass, execer.token), ["exec", "-i", "-n", "default", "web-0", "--", "cat"], { stdin: "pipe" });
   session.write("ping-2\n");
-  await session.waitForLine((l) => l === "ping-2");
+  await session.waitForLine((l) => l === "ping-2", LINE_WITHIN_MS);
   expect((await kpass.api("PATCH", `${PASSES}/execer2`, { spec: { roles: [] } }, MERGE)).status).toBe(200);
-  await session.waitForExit();
+  await session.waitForExit(ENDS_WITHIN_MS);
   await eventually(() => (cluster.activeUpgrades() === 0 ? true : undefined), ENDS_WITHIN_MS);
   await kpass.api("DELETE", `${PASSES}/execer2`);
 }, 60_000);
@@ -368,9 +308,9 @@ for (const version of VERSIONS) {
   test(`kubectl ${version} port-forward ends when its pass is deleted`, async () => {
     await eventually(() => (cluster.activeUpgrades() === 0 ? true : undefined), ENDS_WITHIN_MS);
     const forwarder = await createPass(kpass, "forwarder", { user: "forwarder", clusters: { names: ["c1"] }, roles: ["edit"] });
-    const session = startKubectl(version, kubeconfigFor(kpass, forwarder.token), ["port-forward", "-n", "default", "pod/web-0", ":80", "--address", "127.0.0.1"]);
-    const line = await session.waitForLine((l) => /Forwarding from 127\.0\.0\.1:\d+ -> 80/.test(l));
-    const port = Number(/127\.0\.0\.1:(\d+)/.exec(line)![1]);
+    const session = startTrackedKubectl(version, kubeconfigFor(kpass, forwarder.token), ["port-forward", "-n", "default", "pod/web-0", ":80", "--address", "127.0.0.1"]);
+    const line = await session.waitForLine((l) => /Forwarding from 127\.0\.0\.1:\d+ -> 80/.test(l), LINE_WITHIN_MS);
+    const port = Number(/127\.0\.0\.1:(\d+)/.exec(line.text)![1]);
     // One echo through the forward: the tunnel to the pod is up.
     const echoed = await new Promise<string>((resolve, reject) => {
       let data = "";
@@ -385,18 +325,18 @@ for (const version of VERSIONS) {
 
     expect((await kpass.api("DELETE", `${PASSES}/forwarder`)).status).toBe(200);
     await eventually(() => (cluster.activeUpgrades() === 0 ? true : undefined), ENDS_WITHIN_MS);
-    await session.waitForExit();
+    await session.waitForExit(ENDS_WITHIN_MS);
   }, 60_000);
 }
 
 test("kubectl logs -f through a pass ends when the pass is deleted", async () => {
   await streamsAre(0);
   const follower = await createPass(kpass, "follower", viewSpec("follower"));
-  const session = startKubectl("1.33", kubeconfigFor(kpass, follower.token), ["logs", "-f", "-n", "default", "web-0", "--tail=1"]);
-  await session.waitForLine((l) => l === "web-0/main line 11");
+  const session = startTrackedKubectl("1.33", kubeconfigFor(kpass, follower.token), ["logs", "-f", "-n", "default", "web-0", "--tail=1"]);
+  await session.waitForLine((l) => l === "web-0/main line 11", LINE_WITHIN_MS);
   await streamsAre(1);
   expect((await kpass.api("DELETE", `${PASSES}/follower`)).status).toBe(200);
-  await session.waitForExit();
+  await session.waitForExit(ENDS_WITHIN_MS);
   await streamsAre(0);
 }, 60_000);
 
@@ -412,19 +352,19 @@ describe("watches on kpass's own API", () => {
       const config = join(kpass.dataDir, `ops-admin-${version}.kubeconfig`);
       writeFileSync(config, await response.text());
 
-      const watcher = startKubectl(version, config, ["--context", "kpass", "get", "clusters", "-w"]);
-      await watcher.waitForLine((l) => l.startsWith("c1 ") || l.startsWith("c1\t"));
+      const watcher = startTrackedKubectl(version, config, ["--context", "kpass", "get", "clusters", "-w"]);
+      await watcher.waitForLine((l) => l.startsWith("c1 ") || l.startsWith("c1\t"), LINE_WITHIN_MS);
       // A second watch on the same API with the kpass admin (another pass) must survive the edit.
-      const adminWatch = startKubectl(version, kpass.adminKubeconfig, ["--context", "kpass", "get", "passes", "-w"]);
-      await adminWatch.waitForLine((l) => l.startsWith("ops-admin"));
+      const adminWatch = startTrackedKubectl(version, kpass.adminKubeconfig, ["--context", "kpass", "get", "passes", "-w"]);
+      await adminWatch.waitForLine((l) => l.startsWith("ops-admin"), LINE_WITHIN_MS);
       await Bun.sleep(300);
-      expect(watcher.running()).toBe(true);
+      expect(watcher.exited()).toBe(false);
 
       expect((await kpass.api("PATCH", `${PASSES}/ops-admin`, { spec: { admin: false } }, MERGE)).status).toBe(200);
-      await watcher.waitForExit();
+      await watcher.waitForExit(ENDS_WITHIN_MS);
       // The admin's own watch saw the edit and is still open.
       await Bun.sleep(300);
-      expect(adminWatch.running(), adminWatch.describe()).toBe(true);
+      expect(adminWatch.exited(), adminWatch.describe()).toBe(false);
 
       // A non-admin pass reaching "*" still reads clusters, but no longer passes.
       const passes = await runKubectl(version, ["--kubeconfig", config, "--context", "kpass", "get", "passes", "-o", "name"]);

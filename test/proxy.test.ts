@@ -16,7 +16,7 @@ import { RESOURCE_TYPES } from "./fixture/cluster/resources.ts";
 import { startTestCluster, type RecordedRequest, type TestCluster } from "./fixture/cluster/server.ts";
 import type { KubeObject } from "./fixture/cluster/store.ts";
 import { clientCredential, clusterManifest, eventually, proxyUrl, removeDataDir, startKpass, writeKubeconfig, type KpassProcess } from "./harness/kpass.ts";
-import { kubectlBinary, runKubectl, type KubectlResult, type KubectlVersion } from "./harness/kubectl.ts";
+import { runKubectl, startKubectl, type KubectlResult, type KubectlVersion } from "./harness/kubectl.ts";
 
 const VERSIONS: KubectlVersion[] = ["1.27", "1.33"];
 const CLUSTERS = "/apis/cluster.kpass.dev/v1beta1/clusters";
@@ -38,50 +38,6 @@ interface StatusBody {
 function kubectlFor(kubeconfig: string, home: string) {
   return (version: KubectlVersion, args: string[], options: { stdin?: string; timeoutMs?: number } = {}): Promise<KubectlResult> =>
     runKubectl(version, ["--kubeconfig", kubeconfig, ...args], { ...options, env: { HOME: home } });
-}
-
-/** A long-running kubectl (get -w, logs -f) whose stdout lines are recorded with arrival times. */
-function startKubectl(version: KubectlVersion, kubeconfig: string, home: string, args: string[]) {
-  const proc = Bun.spawn([kubectlBinary(version), "--kubeconfig", kubeconfig, ...args], {
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: home },
-  });
-  const lines: { text: string; at: number }[] = [];
-  let stdout = "";
-  let stderr = "";
-  void (async () => {
-    const decoder = new TextDecoder();
-    let partial = "";
-    for await (const chunk of proc.stdout) {
-      const text = decoder.decode(chunk, { stream: true });
-      stdout += text;
-      partial += text;
-      const parts = partial.split("\n");
-      partial = parts.pop()!;
-      const at = performance.now();
-      for (const line of parts) lines.push({ text: line, at });
-    }
-  })();
-  void new Response(proc.stderr).text().then((text) => (stderr = text));
-  return {
-    lines,
-    stdout: () => stdout,
-    stderr: () => stderr,
-    exitedEarly: () => proc.exitCode !== null,
-    async waitForLine(predicate: (line: string) => boolean, timeoutMs = 10_000) {
-      try {
-        return await eventually(() => lines.find((l) => predicate(l.text)), timeoutMs);
-      } catch {
-        throw new Error(`kubectl ${args.join(" ")}: expected line not seen.\nstdout:\n${stdout}\nstderr:\n${stderr}`);
-      }
-    },
-    async stop() {
-      if (proc.exitCode === null) proc.kill();
-      await proc.exited;
-    },
-  };
 }
 
 function viaKpass(kpass: KpassProcess, cluster: string, pathAndQuery: string, init: { method?: string; body?: string; headers?: Record<string, string>; token?: string; decompress?: boolean; signal?: AbortSignal } = {}): Promise<Response> {
@@ -248,7 +204,7 @@ describe("proxy: kubectl through kpass to a token cluster", () => {
 
       test("get -w sees a new configmap as it is created; killing kubectl cancels the upstream watch", async () => {
         expect(fixture.activeStreams()).toBe(0);
-        const watcher = startKubectl(version, kubeconfig, home, ["get", "configmaps", "-w"]);
+        const watcher = startKubectl(version, ["get", "configmaps", "-w"], { kubeconfig, home });
         try {
           await watcher.waitForLine((l) => l.startsWith("app-config"));
           await eventually(() => (fixture.activeStreams() === 1 ? true : undefined), 10_000);
@@ -260,7 +216,7 @@ describe("proxy: kubectl through kpass to a token cluster", () => {
           });
           expect(created.status).toBe(201);
           await watcher.waitForLine((l) => l.startsWith(name), 5_000);
-          expect(watcher.exitedEarly()).toBe(false);
+          expect(watcher.exited()).toBe(false);
         } finally {
           await watcher.stop();
         }
@@ -285,7 +241,7 @@ describe("proxy: kubectl through kpass to a token cluster", () => {
 
       test("logs -f streams lines as the cluster writes them; killing kubectl cancels the upstream stream", async () => {
         expect(fixture.activeStreams()).toBe(0);
-        const follower = startKubectl(version, kubeconfig, home, ["logs", "-f", "web-0", "--tail=1"]);
+        const follower = startKubectl(version, ["logs", "-f", "web-0", "--tail=1"], { kubeconfig, home });
         try {
           await follower.waitForLine((l) => l === "web-0/main line 10");
           const line11 = await follower.waitForLine((l) => l === "web-0/main line 11", 5_000);

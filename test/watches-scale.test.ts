@@ -24,7 +24,7 @@ import type { Subprocess } from "bun";
 import { RESOURCE_TYPES } from "./fixture/cluster/resources.ts";
 import { startTestCluster, type TestCluster } from "./fixture/cluster/server.ts";
 import { clusterManifest, eventually, proxyUrl, removeDataDir, startKpass, writeKubeconfig, type KpassProcess } from "./harness/kpass.ts";
-import { kubectlBinary, type KubectlVersion } from "./harness/kubectl.ts";
+import { startKubectl, type KubectlVersion } from "./harness/kubectl.ts";
 import { RawTlsConnection } from "./harness/raw-tls.ts";
 
 const ROOT = join(import.meta.dir, "..");
@@ -114,51 +114,6 @@ async function bounded<T, R>(items: T[], limit: number, task: (item: T, index: n
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   return results;
-}
-
-/** A long-running kubectl (get -w) whose stdout lines are recorded (as in test/proxy.test.ts). */
-function startKubectl(version: KubectlVersion, kubeconfig: string, home: string, args: string[]) {
-  const proc = Bun.spawn([kubectlBinary(version), "--kubeconfig", kubeconfig, ...args], {
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: home },
-  });
-  const lines: string[] = [];
-  let stdout = "";
-  let stderr = "";
-  void (async () => {
-    const decoder = new TextDecoder();
-    let partial = "";
-    for await (const chunk of proc.stdout) {
-      const text = decoder.decode(chunk, { stream: true });
-      stdout += text;
-      partial += text;
-      const parts = partial.split("\n");
-      partial = parts.pop()!;
-      lines.push(...parts);
-    }
-  })();
-  void (async () => {
-    const decoder = new TextDecoder();
-    for await (const chunk of proc.stderr) stderr += decoder.decode(chunk, { stream: true });
-  })();
-  return {
-    version,
-    exited: () => proc.exitCode !== null,
-    describe: () => `kubectl ${version} ${args.join(" ")} (exit ${proc.exitCode})\nstdout:\n${stdout}\nstderr:\n${stderr}`,
-    async waitForLine(predicate: (line: string) => boolean, timeoutMs = 10_000) {
-      try {
-        return await eventually(() => lines.find(predicate), timeoutMs);
-      } catch {
-        throw new Error(`expected line not seen: ${this.describe()}`);
-      }
-    },
-    async stop() {
-      if (proc.exitCode === null) proc.kill();
-      await proc.exited;
-    },
-  };
 }
 
 /** client-node's Watch in its own process (test/fixture/client-node-quiet-watch.ts). */
@@ -350,7 +305,7 @@ describe("a quiet watch stays open", () => {
       }
     })();
 
-    const kubectls = (["1.27", "1.33"] as KubectlVersion[]).map((v) => startKubectl(v, kubeconfig, home, ["get", "configmaps", "-w", "-n", "quiet"]));
+    const kubectls = (["1.27", "1.33"] as KubectlVersion[]).map((v) => startKubectl(v, ["get", "configmaps", "-w", "-n", "quiet"], { kubeconfig, home }));
     const clientNode = startClientNodeWatch({
       HOME: kpass.dataDir,
       KPASS_SERVER: proxyUrl(kpass, "b"),

@@ -16,7 +16,7 @@ import { createCertificateAuthority, issueClientCertificate } from "../src/edge/
 import { startTestCluster, type TestCluster } from "./fixture/cluster/server.ts";
 import { createStreamUpgradeHandler, type StreamUpgradeFixture } from "./fixture/streams/index.ts";
 import { auditLines, clusterManifest, createPass, eventually, proxyUrl, removeDataDir, startKpass, writeKubeconfig, type KpassProcess } from "./harness/kpass.ts";
-import { kubectlBinary, kubectlEnv, runKubectl, type KubectlVersion } from "./harness/kubectl.ts";
+import { runKubectl, startKubectl, type KubectlVersion } from "./harness/kubectl.ts";
 import { RawTlsConnection } from "./harness/raw-tls.ts";
 
 const PASSES = "/apis/cluster.kpass.dev/v1beta1/passes";
@@ -24,6 +24,8 @@ const CLUSTERS = "/apis/cluster.kpass.dev/v1beta1/clusters";
 const PODS = `${CLUSTERS}/prod/proxy/api/v1/namespaces/default/pods`;
 const MERGE = { headers: { "content-type": "application/merge-patch+json" } };
 const ROOT = join(import.meta.dir, "..");
+/** Bound on a line from a background kubectl (its start-up and discovery included). */
+const LINE_WITHIN_MS = 20_000;
 
 let prod: TestCluster;
 let streams: StreamUpgradeFixture;
@@ -118,40 +120,6 @@ async function withCert(path: string, pair: { cert: string; key: string }, init:
   return { status: response.status, json, text };
 }
 
-/** A long-running kubectl whose stdout lines are collected; every wait is bounded. */
-function startKubectl(version: KubectlVersion, kubeconfig: string, args: string[]) {
-  const proc = Bun.spawn([kubectlBinary(version), "--kubeconfig", kubeconfig, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: kubectlEnv() });
-  const lines: string[] = [];
-  let stderr = "";
-  void (async () => {
-    const decoder = new TextDecoder();
-    let partial = "";
-    for await (const chunk of proc.stdout) {
-      partial += decoder.decode(chunk, { stream: true });
-      const parts = partial.split("\n");
-      partial = parts.pop()!;
-      lines.push(...parts);
-    }
-  })();
-  void (async () => {
-    const decoder = new TextDecoder();
-    for await (const chunk of proc.stderr) stderr += decoder.decode(chunk, { stream: true });
-  })();
-  return {
-    async waitForLine(predicate: (line: string) => boolean): Promise<string> {
-      try {
-        return await eventually(() => lines.find(predicate), 20_000);
-      } catch {
-        throw new Error(`kubectl ${args.join(" ")}: expected line not seen; stdout: ${lines.join("\n")}; stderr: ${stderr}`);
-      }
-    },
-    async stop() {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill();
-      await proc.exited;
-    },
-  };
-}
-
 describe("kpass kubeconfig --cert and the client CA", () => {
   test("the kubeconfig has client-certificate-data and client-key-data and no token; each one is a fresh key", async () => {
     const first = await certKubeconfig("alice", ["--cert-ttl", "2h"]);
@@ -229,10 +197,10 @@ for (const version of ["1.27", "1.33"] as const) {
     });
 
     test("port-forward carries bytes to the pod", async () => {
-      const session = startKubectl(version, kubeconfig, ["--context", "prod", "port-forward", "-n", "default", "pod/web-0", ":80", "--address", "127.0.0.1"]);
+      const session = startKubectl(version, ["--context", "prod", "port-forward", "-n", "default", "pod/web-0", ":80", "--address", "127.0.0.1"], { kubeconfig });
       try {
-        const line = await session.waitForLine((l) => /Forwarding from 127\.0\.0\.1:\d+ -> 80/.test(l));
-        const port = Number(/127\.0\.0\.1:(\d+)/.exec(line)![1]);
+        const line = await session.waitForLine((l) => /Forwarding from 127\.0\.0\.1:\d+ -> 80/.test(l), LINE_WITHIN_MS);
+        const port = Number(/127\.0\.0\.1:(\d+)/.exec(line.text)![1]);
         const echoed = await new Promise<string>((resolve, reject) => {
           let data = "";
           const socket = connect({ host: "127.0.0.1", port, allowHalfOpen: true }, () => socket.end("cert-forward"));
@@ -248,11 +216,11 @@ for (const version of ["1.27", "1.33"] as const) {
     });
 
     test("logs -f and get -w stream", async () => {
-      const follower = startKubectl(version, kubeconfig, ["--context", "prod", "logs", "-f", "-n", "default", "web-0", "--tail=1"]);
-      const watcher = startKubectl(version, kubeconfig, ["--context", "prod", "get", "configmaps", "-n", "default", "-w", "-o", "name"]);
+      const follower = startKubectl(version, ["--context", "prod", "logs", "-f", "-n", "default", "web-0", "--tail=1"], { kubeconfig });
+      const watcher = startKubectl(version, ["--context", "prod", "get", "configmaps", "-n", "default", "-w", "-o", "name"], { kubeconfig });
       try {
-        expect(await follower.waitForLine((l) => /^web-0\/main line \d+$/.test(l))).toMatch(/line/);
-        await watcher.waitForLine((l) => l.startsWith("configmap/"));
+        expect((await follower.waitForLine((l) => /^web-0\/main line \d+$/.test(l), LINE_WITHIN_MS)).text).toMatch(/line/);
+        await watcher.waitForLine((l) => l.startsWith("configmap/"), LINE_WITHIN_MS);
       } finally {
         await Promise.all([follower.stop(), watcher.stop()]);
       }
