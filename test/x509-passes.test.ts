@@ -376,6 +376,12 @@ describe("revocation", () => {
     const notAfter = Date.parse(new X509Certificate(lou.cert).validTo);
     expect(notAfter).toBeLessThanOrEqual(Date.now() + 4000);
     expect((await kpass.api("PATCH", `${PASSES}/lou`, { spec: { expiresAt: new Date(Date.now() + 3_600_000).toISOString() } }, MERGE)).status).toBe(200);
+    // A watch on kpass's own API opened (after the edit) with the certificate ends with it, though the pass goes on.
+    const watch = await RawTlsConnection.open(kpass.url, kpass.caPem, lou);
+    watch.write(`GET ${PASSES}?watch=1 HTTP/1.1\r\nHost: localhost\r\n\r\n`);
+    expect(await watch.waitFor(() => watch.raw().toString("latin1").includes('"ADDED"'))).toBe(true);
+    expect(await watch.waitFor(() => watch.raw().toString("latin1").endsWith("\r\n0\r\n\r\n"), 15_000)).toBe(true);
+    watch.close();
     const refused = await eventually(async () => {
       const response = await withCert(PODS, lou);
       return response.status === 401 ? response : undefined;

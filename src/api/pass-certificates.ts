@@ -22,6 +22,8 @@ export interface ApiCaller {
   sourceIP: string;
   /** Serial of the client certificate the caller authenticated with (absent: a token). */
   clientCertificateSerial?: string;
+  /** When the credential ends (a client certificate's notAfter, ms): watches it opens end then too. */
+  credentialNotAfter?: number;
 }
 
 export interface PassCertificateDeps {

@@ -129,7 +129,8 @@ function parseRevision(value: string | null): number | undefined {
   return n;
 }
 
-export async function listOrWatch<T extends StoredObject>(req: Request, endpoint: KindEndpoint<T>, viewer: Identity): Promise<Response> {
+/** `notAfter` (ms): a watch also ends when the credential it was opened with does. */
+export async function listOrWatch<T extends StoredObject>(req: Request, endpoint: KindEndpoint<T>, viewer: Identity, notAfter?: number): Promise<Response> {
   const q = query(req);
   const { kind, store } = endpoint;
   const include = selectVisible(req, endpoint, viewer);
@@ -145,7 +146,7 @@ export async function listOrWatch<T extends StoredObject>(req: Request, endpoint
     // Like kube-apiserver's --min-request-timeout: a watch without its own timeout ends after a
     // randomised 30–60 minutes, so no stream outlives every re-check for ever.
     const timeoutSeconds = Number.isFinite(asked) && asked > 0 ? asked : Math.round(MIN_REQUEST_TIMEOUT_SECONDS * (1 + Math.random()));
-    const lease = viewer.openStream?.();
+    const lease = viewer.openStream?.(notAfter);
     const signal = lease ? AbortSignal.any([req.signal, lease.signal]) : req.signal;
     return watchResponse(store, { fromRevision: parseRevision(q.get("resourceVersion")), present, timeoutSeconds, signal, onEnd: lease?.release });
   }

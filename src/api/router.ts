@@ -49,14 +49,14 @@ function documents(path: string, kinds: KindDefinition<StoredObject>[]): Respons
 }
 
 /** `/apis/cluster.kpass.dev/v1beta1/{plural}[/{name}[/status]]` by method. */
-function objects(req: Request, identity: Identity, path: string, byPlural: Map<string, KindEndpoint<StoredObject>>): Promise<Response> | Response {
+function objects(req: Request, identity: Identity, path: string, byPlural: Map<string, KindEndpoint<StoredObject>>, notAfter?: number): Promise<Response> | Response {
   const [plural, name, subresource, ...extra] = path.slice(GROUP_PREFIX.length + 1).split("/");
   const endpoint = plural ? byPlural.get(plural) : undefined;
   if (!endpoint || extra.length > 0 || name === "") throw pathNotFound(path);
   if (subresource !== undefined && subresource !== "status") throw pathNotFound(path);
   const method = req.method;
   if (name === undefined) {
-    if (method === "GET") return listOrWatch(req, endpoint, identity);
+    if (method === "GET") return listOrWatch(req, endpoint, identity, notAfter);
     if (method === "POST") return create(req, endpoint, identity);
     throw methodNotAllowed(method, path);
   }
@@ -74,7 +74,7 @@ export function createKpassApi(deps: KpassApiDeps): KpassApi {
   return async function serve(req, identity, path, caller) {
     const routed = (await deps.kubeconfigs.route(req, identity, path)) ?? (await deps.passCertificates?.route(req, identity, path, caller)) ?? (await deps.selfReviews.route(req, identity, path));
     if (routed) return routed;
-    if (path.startsWith(GROUP_PREFIX + "/")) return objects(req, identity, path, byPlural);
+    if (path.startsWith(GROUP_PREFIX + "/")) return objects(req, identity, path, byPlural, caller?.credentialNotAfter);
     if (req.method !== "GET") throw methodNotAllowed(req.method, path);
     if (path === "/metrics") {
       authorizeMetrics(identity);

@@ -37,7 +37,7 @@ export function createHandler(deps: HandlerDeps): (req: Request, context: ApiReq
     }
     if (isProxyTarget(context.target)) return deps.proxy(req, context);
     const { identity, certificate } = await deps.authenticator.authenticateRequest(req.headers, context.clientCertificate);
-    return deps.api(req, identity, path, { sourceIP: context.sourceIP, clientCertificateSerial: certificate?.serial });
+    return deps.api(req, identity, path, { sourceIP: context.sourceIP, clientCertificateSerial: certificate?.serial, credentialNotAfter: certificate?.notAfter });
   }
 
   return async function handle(req, context) {
