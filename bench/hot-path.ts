@@ -79,7 +79,7 @@ try {
   await time("authenticator.authenticate (cached token)", () => authenticator.authenticate(clientHeaders));
   await syncTime("authorizeProxy (request attributes, rules, impersonation)", () => authorizeProxy(identity, cluster, { method: "GET", path: parsed.path, search: parsed.search, headers: clientHeaders, rawHeaders, upgrade: false }));
   await syncTime("transports.for (fingerprint = JSON.stringify(spec.access))", () => transports.for(cluster));
-  await syncTime("upstreamHeaders (copy, hygiene, assertClean)", () => upstreamHeaders(clientHeaders, transport, undefined));
+  await syncTime("upstreamHeaders (copy, hygiene, assertClean)", () => upstreamHeaders(clientHeaders, transport, undefined, { rawHeaders }));
   await syncTime("planProxy (all of the above but authn)", () => planProxy({ clusters, transports }, identity, parsed, { method: "GET", headers: clientHeaders, rawHeaders, upgrade: false }));
   await syncTime("isStreaming + requestTimeoutMs (no query)", () => isStreaming("get", parsed.search) || requestTimeoutMs(parsed.search));
   await syncTime("forward bookkeeping (AbortController, listener, timer)", () => {
