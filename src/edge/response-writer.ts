@@ -22,20 +22,6 @@ export interface ResponseSink {
 export type BodyPlan = { kind: "none" } | { kind: "length"; length: number } | { kind: "chunked" } | { kind: "close" };
 
 export function responseHead(response: Response, plan: BodyPlan, close: boolean): Uint8Array {
-  return Buffer.from(responseHeadText(response, plan, close), "latin1");
-}
-
-/** The head followed by a body known in full, in one buffer: one socket write, one copy of the body. */
-function headWithBody(response: Response, body: Uint8Array, close: boolean): Uint8Array {
-  const head = responseHeadText(response, { kind: "length", length: body.byteLength }, close);
-  // latin1: one byte per character, as responseHead encodes it.
-  const out = Buffer.allocUnsafe(head.length + body.byteLength);
-  out.write(head, 0, "latin1");
-  out.set(body, head.length);
-  return out;
-}
-
-function responseHeadText(response: Response, plan: BodyPlan, close: boolean): string {
   const status = response.status;
   let head = `HTTP/1.1 ${status} ${response.statusText || REASONS[status] || "Unknown"}\r\n`;
   response.headers.forEach((value, name) => {
@@ -45,7 +31,7 @@ function responseHeadText(response: Response, plan: BodyPlan, close: boolean): s
   else if (plan.kind === "chunked") head += "Transfer-Encoding: chunked\r\n";
   else if (plan.kind === "none" && status !== 204 && status !== 304 && status >= 200) head += "Content-Length: 0\r\n";
   if (close || plan.kind === "close") head += "Connection: close\r\n";
-  return head + "\r\n";
+  return Buffer.from(head + "\r\n", "latin1");
 }
 
 const PENDING: unique symbol = Symbol("pending");
@@ -91,7 +77,7 @@ export async function writeResponse(sink: ResponseSink, response: Response, opti
   }
   const complete = completeBody(response);
   if (complete && declared === String(complete.byteLength)) {
-    sink.write(headWithBody(response, complete, options.close));
+    sink.write(Buffer.concat([responseHead(response, { kind: "length", length: complete.byteLength }, options.close), complete]));
     return true;
   }
   const reader: BodyReader = body.getReader();
