@@ -18,6 +18,7 @@ import { ClusterTransports } from "../src/proxy/cluster-transport.ts";
 import { planProxy } from "../src/proxy/plan.ts";
 import { parseProxyTarget } from "../src/proxy/proxy-path.ts";
 import { upstreamHeaders } from "../src/proxy/upstream-headers.ts";
+import { isStreaming, requestTimeoutMs } from "../src/proxy/forward.ts";
 import { FilePersistence } from "../src/store/file-persistence.ts";
 import { ObjectStore, RevisionClock } from "../src/store/object-store.ts";
 import { createCertificateAuthority } from "../src/edge/pki.ts";
@@ -57,6 +58,8 @@ try {
   const url = "https://127.0.0.1:8443/apis/cluster.kpass.dev/v1beta1/clusters/c1/proxy/api/v1/namespaces/default/pods/web-0";
   const clientHeaders = new Headers({ host: "127.0.0.1:8443", authorization: `Bearer ${token}`, "user-agent": "kubectl/v1.33.0 (linux/amd64) kubernetes/abcdef", accept: "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;g=meta.k8s.io;v=v1,application/json", "accept-encoding": "gzip" });
   const upstreamResponseHeaders = new Headers({ "content-type": "application/json", "cache-control": "no-cache, private", date: new Date().toUTCString(), "content-length": "3038", "audit-id": crypto.randomUUID(), "x-kubernetes-pf-flowschema-uid": crypto.randomUUID(), "x-kubernetes-pf-prioritylevel-uid": crypto.randomUUID() });
+  // The header lines as the edge's head parser hands them on (it builds the Headers from them).
+  const rawHeaders: [string, string][] = [...clientHeaders].map(([n, v]) => [n, v]);
   const identity = await authenticator.authenticate(clientHeaders);
   const parsed = parseProxyTarget(new URL(url).pathname)!;
   const transport = transports.for(cluster);
@@ -74,10 +77,11 @@ try {
   const target = new URL(url).pathname;
   await syncTime("hasDotSegment + parseProxyTarget", () => !hasDotSegment(target) && parseProxyTarget(target));
   await time("authenticator.authenticate (cached token)", () => authenticator.authenticate(clientHeaders));
-  await syncTime("authorizeProxy (request attributes, rules, impersonation)", () => authorizeProxy(identity, cluster, { method: "GET", path: parsed.path, search: parsed.search, headers: clientHeaders, upgrade: false }));
+  await syncTime("authorizeProxy (request attributes, rules, impersonation)", () => authorizeProxy(identity, cluster, { method: "GET", path: parsed.path, search: parsed.search, headers: clientHeaders, rawHeaders, upgrade: false }));
   await syncTime("transports.for (fingerprint = JSON.stringify(spec.access))", () => transports.for(cluster));
-  await syncTime("upstreamHeaders (copy, hygiene, assertClean)", () => upstreamHeaders(clientHeaders, transport, undefined));
-  await syncTime("planProxy (all of the above but authn)", () => planProxy({ clusters, transports }, identity, parsed, { method: "GET", headers: clientHeaders, upgrade: false }));
+  await syncTime("upstreamHeaders (copy, hygiene, assertClean)", () => upstreamHeaders(clientHeaders, transport, undefined, { rawHeaders }));
+  await syncTime("planProxy (all of the above but authn)", () => planProxy({ clusters, transports }, identity, parsed, { method: "GET", headers: clientHeaders, rawHeaders, upgrade: false }));
+  await syncTime("isStreaming + requestTimeoutMs (no query)", () => isStreaming("get", parsed.search) || requestTimeoutMs(parsed.search));
   await syncTime("forward bookkeeping (AbortController, listener, timer)", () => {
     const abort = new AbortController();
     const signal = new AbortController().signal;

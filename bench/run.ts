@@ -34,6 +34,7 @@ const { values: flags } = parseArgs({
     "no-fixture": { type: "boolean", default: false },
     "no-breakdown": { type: "boolean", default: false },
     "metrics-only": { type: "boolean", default: false },
+    ab: { type: "string" },
     out: { type: "string" },
     help: { type: "boolean", short: "h", default: false },
   },
@@ -46,6 +47,8 @@ if (flags.help) {
   --rounds N     interleaved rounds per comparison (default 5; quick 1): each target is measured
                  N × S seconds in total, alternating with the targets it is compared with
   --metrics-only only the metrics comparison: small GET with --metrics on vs off, 1 and 32 connections
+  --ab DIR       only A/B of two builds: small GET through kpass from DIR (A, e.g. a worktree of the
+                 base commit) and from this checkout (B), audit file + metrics on, plus an A/A control
 env: BENCH_DURATION, BENCH_ROUNDS, BENCH_LIST_MIB, BENCH_PASSES, BENCH_CLUSTERS, BENCH_NGINX_WORKERS, BENCH_GENERATOR`);
   process.exit(0);
 }
@@ -485,9 +488,9 @@ interface Kpass {
   name: string;
 }
 
-async function startKpassFor(name: string, audit: "off" | "file", metrics: "on" | "off" = "on"): Promise<Kpass> {
+async function startKpassFor(name: string, audit: "off" | "file", metrics: "on" | "off" = "on", root?: string): Promise<Kpass> {
   const dataDir = join(work, `kpass-${name}`);
-  const proc = await startKpass({ dataDir, args: ["--probe-interval", "1h", "--upstream-timeout", "15s", "--audit", audit, "--metrics", metrics] });
+  const proc = await startKpass({ dataDir, root, args: ["--probe-interval", "1h", "--upstream-timeout", "15s", "--audit", audit, "--metrics", metrics] });
   started.push({ name: `kpass-${name}`, stop: () => proc.stop() });
   const caFile = join(dataDir, "bench-ca.crt");
   writeFileSync(caFile, proc.caPem);
@@ -690,7 +693,41 @@ async function metricsOnly(): Promise<void> {
   writeFileSync(join(OUT_DIR, "latest-metrics.json"), JSON.stringify({ meta, rows: result.rows, counted: result.counted }, null, 2));
 }
 
+/**
+ * Two builds side by side: A from another checkout, B from this one, and B again as the A/A
+ * control, all with the audit log and metrics on (the path the issue measures), interleaved.
+ */
+async function abOnly(dir: string): Promise<void> {
+  const tools = ensureTools();
+  generator = (flags.generator ?? process.env.BENCH_GENERATOR ?? (tools.wrk ? "wrk" : "bun")) as "wrk" | "bun";
+  const meta = { ...machine(), mode: "ab", sliceS: DURATION_S, rounds: ROUNDS, warmupS: WARMUP_S, generator, a: dir };
+  log(`machine: ${meta.nproc} cores (${meta.cpuModel}), Bun ${meta.bun}, A = ${dir}, B = ${ROOT}, load average ${loadAverage()}`);
+  const upstream = await startUpstream(2 ** 20);
+  const podBody = await (await fetch(`${upstream.url}${POD_PATH}`, { headers: { authorization: `Bearer ${UPSTREAM_TOKEN}` }, tls: { ca: upstream.caPem } })).text();
+  const a = await startKpassFor("ab-a", "file", "on", dir);
+  const b = await startKpassFor("ab-b", "file", "on");
+  const b2 = await startKpassFor("ab-b2", "file", "on");
+  const targets: Target[] = [];
+  for (const [k, name] of [[a, "A (base)"], [b, "B (this)"], [b2, "B again (A/A)"]] as const) {
+    await addCluster(k, "c1", upstream);
+    const t = kpassTarget(name, k, "c1", await addPass(k, "bench", "c1"), upstream);
+    await checkTarget(t, podBody);
+    targets.push(t);
+  }
+  const lines = ["| conns | A req/s | B req/s | B again req/s | B÷A per-round median (range) | CPU µs/req A / B / B again (medians of rounds) |", "| ---: | ---: | ---: | ---: | ---: | ---: |"];
+  for (const connections of [1, 32]) {
+    const [ra, rb, rc] = (await compare(targets, connections)) as [Aggregate, Aggregate, Aggregate];
+    const per = roundRatios(rb, ra);
+    const us = (x: Aggregate) => median(x.rounds.map((r) => ((r.cpu.kpass ?? NaN) * 1e6) / r.rps));
+    const mrps = (x: Aggregate) => median(x.rounds.map((r) => r.rps));
+    lines.push(`| ${connections} | ${fmt(mrps(ra))} | ${fmt(mrps(rb))} | ${fmt(mrps(rc))} | ${fmt(median(per), 3)} (${fmt(Math.min(...per), 3)}–${fmt(Math.max(...per), 3)}) | ${fmt(us(ra), 1)} / ${fmt(us(rb), 1)} / ${fmt(us(rc), 1)} |`);
+  }
+  console.log(`\nRun ${meta.date}: ${ROUNDS} rounds × ${DURATION_S} s, ${meta.nproc} cores (${meta.cpuModel}), Bun ${meta.bun}, load average ${loadAverage()} after\n\n${lines.join("\n")}\n`);
+  for (const name of ["kpass-ab-b2", "kpass-ab-b", "kpass-ab-a"]) await stopStarted(name);
+}
+
 async function main(): Promise<void> {
+  if (flags.ab) return abOnly(flags.ab);
   if (flags["metrics-only"]) return metricsOnly();
   const t0 = performance.now();
   const tools = ensureTools();

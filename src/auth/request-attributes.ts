@@ -60,11 +60,14 @@ interface ParsedPath {
 
 function decodeSegment(raw: string, path: string): string {
   if (raw === "") throw new PathError("empty path segment", path);
-  let decoded: string;
-  try {
-    decoded = decodeURIComponent(raw);
-  } catch {
-    throw new PathError("malformed percent-encoding in path", path);
+  let decoded = raw;
+  // Only an escape can make decoding differ or throw.
+  if (raw.includes("%")) {
+    try {
+      decoded = decodeURIComponent(raw);
+    } catch {
+      throw new PathError("malformed percent-encoding in path", path);
+    }
   }
   if (decoded === "." || decoded === "..") throw new PathError("dot segment in path", path);
   if (decoded.includes("/")) throw new PathError("encoded slash in path segment", path);

@@ -78,6 +78,9 @@ export class ClientConnection implements ResponseSink {
   private finishers: (() => void)[] = [];
   /** What the client presented in the TLS handshake, read once; the same object for every request. */
   private clientCertificate: ClientCertificate | undefined;
+  /** The peer's address, read once: Bun's getters build a new value on every read. */
+  private sourceIP = "";
+  private sourcePort = 0;
   closed = false;
 
   private runFinishers(): void {
@@ -91,6 +94,8 @@ export class ClientConnection implements ResponseSink {
   opened(socket: Socket<ClientConnection>): void {
     this.socket = socket;
     this.clientCertificate = peerCertificate(socket);
+    this.sourceIP = socket.remoteAddress ?? "";
+    this.sourcePort = socket.remotePort ?? 0;
     this.waitForHead();
   }
 
@@ -233,8 +238,8 @@ export class ClientConnection implements ResponseSink {
     const finishers: (() => void)[] = [];
     const context: RequestContext = {
       target: head.target,
-      sourceIP: this.socket?.remoteAddress ?? "",
-      sourcePort: this.socket?.remotePort ?? 0,
+      sourceIP: this.sourceIP,
+      sourcePort: this.sourcePort,
       rawHeaders: head.rawHeaders,
       clientCertificate: this.clientCertificate,
       onFinished: (callback) => finishers.push(callback),

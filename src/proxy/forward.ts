@@ -53,6 +53,7 @@ export interface ForwardOptions {
 /** Whether a proxied request is a long-lived stream (watch, `logs -f`). */
 export function isStreaming(verb: string, search: string): boolean {
   if (verb === "watch") return true;
+  if (search === "") return false;
   // As apimachinery reads a bool parameter: anything but absent, "0" or "false" is true.
   const follow = new URLSearchParams(search).get("follow");
   return follow !== null && follow !== "0" && follow.toLowerCase() !== "false";
@@ -60,6 +61,7 @@ export function isStreaming(verb: string, search: string): boolean {
 
 /** A Go duration as kube-apiserver reads `?timeout=` ("30s", "1m30s", "500ms"); undefined if absent or invalid. */
 export function requestTimeoutMs(search: string): number | undefined {
+  if (search === "") return undefined;
   const raw = new URLSearchParams(search).get("timeout");
   if (!raw) return undefined;
   const parts = [...raw.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)];

@@ -31,7 +31,7 @@ export function planProxy(deps: ProxyDeps, identity: Identity, target: ProxyTarg
   if (!cluster) throw notFound(CLUSTERS, target.cluster);
   const decision = authorizeProxy(identity, cluster, { method: request.method, path: target.path, search: target.search, headers: request.headers, rawHeaders: request.rawHeaders, upgrade: request.upgrade });
   const transport = deps.transports.for(cluster);
-  const headers = upstreamHeaders(request.headers, transport, decision.impersonate, { keepUpgrade: request.upgrade });
+  const headers = upstreamHeaders(request.headers, transport, decision.impersonate, { keepUpgrade: request.upgrade, rawHeaders: request.rawHeaders });
   if (!request.upgrade && !headers.has("accept-encoding")) headers.set("accept-encoding", "identity");
   return { cluster, transport, target, headers, decision };
 }

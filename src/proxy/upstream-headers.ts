@@ -78,31 +78,61 @@ export function connectionTokens(headers: Headers): string[] {
   return value ? value.toLowerCase().split(",").map((t) => t.trim()).filter(Boolean) : [];
 }
 
-export function upstreamHeaders(client: Headers, transport: ClusterTransport, impersonate: ImpersonationHeaders | undefined, options: { keepUpgrade?: boolean } = {}): Headers {
-  const out = new Headers();
+/**
+ * The cluster's credential as a Headers object to copy from, one per transport and token: a
+ * Headers value is validated byte by byte when set, ~1 µs for a service-account JWT on every
+ * request, while a copy of an existing Headers is not revalidated.
+ */
+const credentialTemplates = new WeakMap<ClusterTransport, { token: string | undefined; headers: Headers }>();
+
+function credentialTemplate(transport: ClusterTransport): Headers {
+  const cached = credentialTemplates.get(transport);
+  if (cached && cached.token === transport.bearerToken) return cached.headers;
+  const headers = new Headers();
+  if (transport.bearerToken) headers.set("authorization", `Bearer ${transport.bearerToken}`);
+  credentialTemplates.set(transport, { token: transport.bearerToken, headers });
+  return headers;
+}
+
+export function upstreamHeaders(client: Headers, transport: ClusterTransport, impersonate: ImpersonationHeaders | undefined, options: { keepUpgrade?: boolean; rawHeaders?: readonly (readonly [string, string])[] } = {}): Headers {
+  // Never written to: every request gets its own copy. Client lines cannot replace the
+  // credential, since Authorization is not on the allowlist (and assertClean checks it).
+  const out = new Headers(credentialTemplate(transport));
   const hopByHop = connectionTokens(client);
-  // Headers iterates names in lower case.
-  for (const [name, value] of client) {
-    if (!isForwarded(name) || hopByHop.includes(name)) continue;
-    out.append(name, value);
+  const raw = options.rawHeaders;
+  if (raw) {
+    // The lines `client` was built from, in the order sent; appending them one by one joins
+    // repeated names exactly as `client` did, without iterating (and sorting) it.
+    for (const [rawName, value] of raw) {
+      const name = rawName.toLowerCase();
+      if (!isForwarded(name) || hopByHop.includes(name)) continue;
+      out.append(name, value);
+    }
+  } else {
+    // Headers iterates names in lower case.
+    for (const [name, value] of client) {
+      if (!isForwarded(name) || hopByHop.includes(name)) continue;
+      out.append(name, value);
+    }
   }
   if (options.keepUpgrade) {
     out.set("connection", "Upgrade");
     const upgrade = client.get("upgrade");
     if (upgrade) out.set("upgrade", upgrade);
   }
-  if (transport.bearerToken) out.set("authorization", `Bearer ${transport.bearerToken}`);
   if (impersonate) for (const [name, value] of impersonationHeaderLines(impersonate)) out.append(name, value);
   assertClean(out, transport, impersonate);
   return out;
 }
+
+const NONE: ReadonlySet<string> = new Set();
 
 /** Fail closed: the outgoing set must carry exactly the identity kpass chose, nothing else. */
 function assertClean(headers: Headers, transport: ClusterTransport, impersonate: ImpersonationHeaders | undefined): void {
   const authorization = headers.get("authorization");
   if (authorization !== null && authorization !== `Bearer ${transport.bearerToken}`) throw forbiddenMessage("refusing to forward a request with a client Authorization header");
   if (!impersonate && headers.has("impersonate-user")) throw forbiddenMessage("refusing to forward a request with a client Impersonate-User header");
-  const chosen = new Set(impersonate ? impersonationHeaderLines(impersonate).map(([name]) => name.toLowerCase()) : []);
+  const chosen: ReadonlySet<string> = impersonate ? new Set(impersonationHeaderLines(impersonate).map(([name]) => name.toLowerCase())) : NONE;
   for (const name of headers.keys()) {
     if (name.startsWith("impersonate-") ? !chosen.has(name) : name.startsWith("x-remote-") || name.startsWith("x-forwarded-")) {
       throw forbiddenMessage(`refusing to forward a request with a client ${name} header`);

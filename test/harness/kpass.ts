@@ -41,6 +41,8 @@ export interface StartOptions {
    */
   harnessFlags?: boolean;
   env?: Record<string, string | undefined>;
+  /** Another checkout to run kpass from (the bench's A/B of two builds); this one by default. */
+  root?: string;
 }
 
 /** Every kpass a test started, so none outlives the test process even when a test fails early. */
@@ -52,10 +54,11 @@ process.on("exit", () => {
 export async function startKpass(options: StartOptions = {}): Promise<KpassProcess> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "kpass-test-"));
   const harnessFlags = options.harnessFlags === false ? [] : ["--data", dataDir, "--listen", "127.0.0.1:0", "--probe-interval", "2s", "--upstream-timeout", "5s"];
-  const proc = Bun.spawn([BUN, join(ROOT, "src/cli/main.ts"), "serve", ...harnessFlags, ...(options.args ?? [])], {
+  const root = options.root ?? ROOT;
+  const proc = Bun.spawn([BUN, join(root, "src/cli/main.ts"), "serve", ...harnessFlags, ...(options.args ?? [])], {
     stdout: "pipe",
     stderr: "pipe",
-    cwd: ROOT,
+    cwd: root,
     ...(options.env ? { env: options.env } : {}),
   });
   running.add(proc);
