@@ -137,15 +137,20 @@ export function createRestProxy(options: RestProxyOptions): (req: Request, conte
       throw failure;
     }
     if (!admission.observing) return response;
-    const timing = { totalMs: performance.now() - admitted.startedAt, upstreamMs, answered };
-    const status = response.status;
-    if (!admission.auditing) {
-      // Metrics need no byte count, so the body stays on Bun's native path; a stream is
-      // finished (its open-stream gauge lowered) when it ends, everything else now.
-      if (admitted.stream) atEnd(req, context, () => admission.finished(admitted, { status, bytesIn, bytesOut: 0, timing }));
-      else admission.finished(admitted, { status, bytesIn, bytesOut: 0, timing });
-      return response;
-    }
-    return meterResponse(response, req.signal, (bytesOut) => admission.finished(admitted, { status, bytesIn, bytesOut, timing }));
+    return observed(admission, admitted, response, { req, context, bytesIn, timing: { totalMs: performance.now() - admitted.startedAt, upstreamMs, answered } });
   };
+}
+
+/** The response as the audit log and metrics see it end: counted when audited, else at its end or now. */
+function observed(admission: ClusterAdmission, admitted: Admitted, response: Response, at: { req: Request; context: Context; bytesIn: number; timing: { totalMs: number; upstreamMs: number; answered: boolean } }): Response {
+  const { req, context, bytesIn, timing } = at;
+  const status = response.status;
+  if (!admission.auditing) {
+    // Metrics need no byte count, so the body stays on Bun's native path; a stream is
+    // finished (its open-stream gauge lowered) when it ends, everything else now.
+    if (admitted.stream) atEnd(req, context, () => admission.finished(admitted, { status, bytesIn, bytesOut: 0, timing }));
+    else admission.finished(admitted, { status, bytesIn, bytesOut: 0, timing });
+    return response;
+  }
+  return meterResponse(response, req.signal, (bytesOut) => admission.finished(admitted, { status, bytesIn, bytesOut, timing }));
 }
