@@ -1,0 +1,172 @@
+/**
+ * Aggregated mode (issue #13): kpass behind a host kube-apiserver's aggregator. The host is
+ * test/fixture/host.ts (ConfigMap, TokenReview, SubjectAccessReview from a rule table, and an
+ * aggregator stand-in that forwards with the front-proxy certificate and X-Remote-* headers).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { startTestCluster, type TestCluster } from "./fixture/cluster/server.ts";
+import { startHost, type HostFixture } from "./fixture/host.ts";
+import { runKubectl, type KubectlVersion } from "./harness/kubectl.ts";
+import { clusterManifest, createPass, proxyUrl, removeDataDir, startKpass, writeKubeconfig, type KpassProcess } from "./harness/kpass.ts";
+
+const CLUSTERS = "/apis/cluster.kpass.dev/v1beta1/clusters";
+let prod: TestCluster;
+let staging: TestCluster;
+let host: HostFixture;
+let kpass: KpassProcess;
+
+beforeAll(async () => {
+  [prod, staging] = await Promise.all([
+    startTestCluster({ credential: { type: "token", token: "prod-token" } }),
+    startTestCluster({ credential: { type: "token", token: "staging-token" } }),
+  ]);
+  host = await startHost({
+    users: {
+      "alice-token": { name: "alice", groups: ["devs", "system:authenticated"], extra: { scopes: ["a", "b"] } },
+      "carol-token": { name: "carol", groups: ["system:authenticated"] },
+      "bob-host-token": { name: "system:serviceaccount:ci:deployer", groups: ["system:serviceaccounts", "system:authenticated"] },
+    },
+    rules: [
+      { user: "alice", verbs: ["get", "list", "watch"], resource: "clusters", subresource: "proxy", names: ["prod"] },
+      { user: "alice", verbs: ["get", "list"], resource: "clusters" },
+      { user: "system:serviceaccount:ci:deployer", verbs: ["list", "get"], resource: "clusters", subresource: "proxy", names: ["staging"] },
+    ],
+  });
+  kpass = await startKpass({ args: ["--aggregated", "--host-kubeconfig", host.kubeconfigPath, "--audit", "file"] });
+  host.setKpass(kpass.url, kpass.caPem);
+  expect((await kpass.api("POST", CLUSTERS, clusterManifest("prod", prod, { token: "prod-token" }))).status).toBe(201);
+  expect((await kpass.api("POST", CLUSTERS, clusterManifest("staging", staging, { token: "staging-token" }))).status).toBe(201);
+});
+
+afterAll(async () => {
+  await kpass?.stop();
+  host?.stop();
+  await Promise.all([prod?.stop(), staging?.stop()]);
+  if (kpass) removeDataDir(kpass.dataDir);
+});
+
+/** Through the aggregator stand-in, as a host user (by host token). */
+function viaHost(token: string, path: string, init: RequestInit = {}): Promise<Response> {
+  return fetch(host.url + path, { ...init, headers: { authorization: `Bearer ${token}`, ...(init.headers as Record<string, string> | undefined) }, tls: { ca: host.caPem } } as RequestInit);
+}
+
+/** Straight to kpass, with whatever credential the test chooses. */
+function direct(path: string, headers: Record<string, string>, cert?: { certPem: string; keyPem: string }): Promise<Response> {
+  return fetch(kpass.url + path, { headers, tls: { ca: kpass.caPem, ...(cert ? { cert: cert.certPem, key: cert.keyPem } : {}) } } as RequestInit);
+}
+
+function lastRequest(cluster: TestCluster, path: string) {
+  return [...cluster.requests].reverse().find((r) => r.path === path);
+}
+
+describe("host users through the aggregator", () => {
+  test("the ConfigMap was read at start", () => {
+    expect(host.configMapReads()).toBeGreaterThanOrEqual(1);
+  });
+
+  for (const version of ["1.27", "1.33"] as KubectlVersion[]) {
+    test(`kubectl ${version}: an allowed host user lists pods of prod; the cluster sees alice by impersonation and no X-Remote-*`, async () => {
+      const config = host.userKubeconfig("alice-token", `${host.url}${CLUSTERS}/prod/proxy`);
+      const result = await runKubectl(version, ["--kubeconfig", config, "get", "pods", "-n", "default"]);
+      expect(result.stderr).toBe("");
+      expect(result.exitCode).toBe(0);
+      const seen = lastRequest(prod, "/api/v1/namespaces/default/pods")!;
+      expect(seen).toBeDefined();
+      expect(seen.headers["impersonate-user"]).toBe("alice");
+      const groups = seen.rawHeaders.filter((_, i) => i % 2 === 0 && seen.rawHeaders[i]!.toLowerCase() === "impersonate-group").length;
+      expect(groups).toBe(2);
+      expect(Object.keys(seen.headers).filter((h) => h.startsWith("x-remote-"))).toEqual([]);
+      expect(seen.headers.authorization).toBe("Bearer prod-token");
+      // Cached for 10 s, so the second kubectl may not ask again.
+      const review = host.accessReviews.find((r) => r.user === "alice" && r.resourceAttributes?.subresource === "proxy" && r.resourceAttributes.verb === "list")!;
+      expect(review.resourceAttributes).toMatchObject({ verb: "list", group: "cluster.kpass.dev", version: "v1beta1", resource: "clusters", subresource: "proxy", name: "prod", namespace: "" });
+      expect(review.groups).toEqual(["devs", "system:authenticated"]);
+      expect(review.extra).toEqual({ scopes: ["a", "b"] });
+    });
+
+    test(`kubectl ${version}: the same user is refused staging with a kube-style 403`, async () => {
+      const config = host.userKubeconfig("alice-token");
+      // Not `get pods`: kubectl prints a refused discovery as "Forbidden: unknown", as it does for kube-apiserver.
+      const result = await runKubectl(version, ["--kubeconfig", config, "get", "--raw", `${CLUSTERS}/staging/proxy/api/v1/namespaces/default/pods`]);
+      expect(result.exitCode).not.toBe(0);
+      expect(result.stderr).toContain(`clusters.cluster.kpass.dev "staging" is forbidden: User "alice" cannot list resource "clusters/proxy" in API group "cluster.kpass.dev" at the cluster scope`);
+    });
+  }
+
+  test("a refusal is a Status object", async () => {
+    const response = await viaHost("carol-token", `${CLUSTERS}/prod/proxy/api/v1/namespaces/default/pods`);
+    expect(response.status).toBe(403);
+    const body = await response.json();
+    expect(body).toMatchObject({ kind: "Status", apiVersion: "v1", status: "Failure", reason: "Forbidden", code: 403, details: { name: "prod", group: "cluster.kpass.dev", kind: "clusters" } });
+  });
+
+  test("kpass's own API is authorized by the host with the ordinary attributes", async () => {
+    const allowed = await viaHost("alice-token", CLUSTERS);
+    expect(allowed.status).toBe(200);
+    const names = ((await allowed.json()) as { items: { metadata: { name: string } }[] }).items.map((i) => i.metadata.name).sort();
+    expect(names).toEqual(["prod", "staging"]);
+    expect(host.accessReviews.findLast((r) => r.user === "alice" && r.resourceAttributes?.resource === "clusters" && !r.resourceAttributes.subresource)!.resourceAttributes).toMatchObject({ verb: "list", group: "cluster.kpass.dev" });
+    const refused = await viaHost("carol-token", CLUSTERS);
+    expect(refused.status).toBe(403);
+    expect(((await refused.json()) as { message: string }).message).toContain(`User "carol" cannot list resource "clusters" in API group "cluster.kpass.dev" at the cluster scope`);
+    const write = await viaHost("alice-token", `${CLUSTERS}/prod`, { method: "DELETE" });
+    expect(write.status).toBe(403);
+  });
+
+  test("host users never see cluster credentials", async () => {
+    const response = await viaHost("alice-token", `${CLUSTERS}/prod`);
+    expect(response.status).toBe(200);
+    expect(JSON.stringify(await response.json())).not.toContain("prod-token");
+  });
+});
+
+describe("who counts as the aggregator", () => {
+  test("forged X-Remote-User without the front-proxy certificate is ignored: 401", async () => {
+    const response = await direct(`${CLUSTERS}/prod/proxy/api/v1/namespaces/default/pods`, { "x-remote-user": "alice", "x-remote-group": "system:masters" });
+    expect(response.status).toBe(401);
+    expect(((await response.json()) as { kind: string }).kind).toBe("Status");
+  });
+
+  test("the front-proxy certificate with the headers is the aggregator", async () => {
+    const response = await direct(`${CLUSTERS}/prod/proxy/api/v1/namespaces/default/pods`, { "x-remote-user": "alice" }, host.frontProxyClient);
+    expect(response.status).toBe(200);
+  });
+
+  test("a certificate of the front-proxy CA with a CN not allowed: 401", async () => {
+    const response = await direct(`${CLUSTERS}/prod/proxy/api/v1/namespaces/default/pods`, { "x-remote-user": "alice" }, host.intruderClient);
+    expect(response.status).toBe(401);
+    expect(((await response.json()) as { message: string }).message).toContain(`"intruder" is not one of the allowed names`);
+  });
+
+  test("a pass token keeps meaning the pass, and its X-Remote-* never reach the cluster", async () => {
+    const token = await createPass(kpass, "ops", { user: "ops-user", clusters: { names: ["prod"] }, roles: ["view"] });
+    const response = await direct(`${CLUSTERS}/prod/proxy/api/v1/namespaces/default/configmaps`, { authorization: `Bearer ${token}`, "x-remote-user": "alice", "x-remote-group": "system:masters", "x-remote-extra-scopes": "x" });
+    expect(response.status).toBe(200);
+    const seen = lastRequest(prod, "/api/v1/namespaces/default/configmaps")!;
+    expect(Object.keys(seen.headers).filter((h) => h.startsWith("x-remote-"))).toEqual([]);
+    expect(seen.headers["impersonate-user"]).toBeUndefined();
+  });
+
+  test("a host token that is not a pass token is checked by TokenReview", async () => {
+    const allowed = await direct(`${CLUSTERS}/staging/proxy/api/v1/namespaces/default/pods`, { authorization: "Bearer bob-host-token" });
+    expect(allowed.status).toBe(200);
+    expect(host.tokenReviews.some((r) => r.token === "bob-host-token")).toBe(true);
+    expect(lastRequest(staging, "/api/v1/namespaces/default/pods")!.headers["impersonate-user"]).toBe("system:serviceaccount:ci:deployer");
+    const refused = await direct(`${CLUSTERS}/prod/proxy/api/v1/namespaces/default/pods`, { authorization: "Bearer bob-host-token" });
+    expect(refused.status).toBe(403);
+    const unknown = await direct(`${CLUSTERS}/prod/proxy/api/v1/namespaces/default/pods`, { authorization: "Bearer nobody-token" });
+    expect(unknown.status).toBe(401);
+  });
+});
+
+describe("the stand-alone listener at the same time", () => {
+  test("kubectl with the admin kubeconfig lists clusters, and a pass reaches its cluster", async () => {
+    const clusters = await runKubectl("1.33", ["--kubeconfig", kpass.adminKubeconfig, "get", "clusters", "-o", "name"]);
+    expect(clusters.exitCode).toBe(0);
+    expect(clusters.stdout).toContain("prod");
+    const token = await createPass(kpass, "viewer", { user: "viewer", clusters: { names: ["staging"] }, roles: ["view"] });
+    const config = writeKubeconfig(kpass, token, { staging: proxyUrl(kpass, "staging") });
+    const pods = await runKubectl("1.27", ["--kubeconfig", config, "get", "pods", "-n", "default"]);
+    expect(pods.exitCode).toBe(0);
+  });
+});
