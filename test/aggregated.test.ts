@@ -6,6 +6,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startTestCluster, type TestCluster } from "./fixture/cluster/server.ts";
 import { startHost, type HostFixture } from "./fixture/host.ts";
+import { createStreamUpgradeHandler, type StreamUpgradeFixture } from "./fixture/streams/index.ts";
+import { execExitCodeScenario, execOutputScenario, portForwardScenario } from "./fixture/streams/scenarios.ts";
 import { runKubectl, type KubectlVersion } from "./harness/kubectl.ts";
 import { clusterManifest, createPass, proxyUrl, removeDataDir, startKpass, writeKubeconfig, type KpassProcess } from "./harness/kpass.ts";
 
@@ -14,10 +16,12 @@ let prod: TestCluster;
 let staging: TestCluster;
 let host: HostFixture;
 let kpass: KpassProcess;
+let streams: StreamUpgradeFixture;
 
 beforeAll(async () => {
+  streams = createStreamUpgradeHandler();
   [prod, staging] = await Promise.all([
-    startTestCluster({ credential: { type: "token", token: "prod-token" } }),
+    startTestCluster({ credential: { type: "token", token: "prod-token" }, upgrade: streams.handler }),
     startTestCluster({ credential: { type: "token", token: "staging-token" } }),
   ]);
   host = await startHost({
@@ -27,7 +31,7 @@ beforeAll(async () => {
       "bob-host-token": { name: "system:serviceaccount:ci:deployer", groups: ["system:serviceaccounts", "system:authenticated"] },
     },
     rules: [
-      { user: "alice", verbs: ["get", "list", "watch"], resource: "clusters", subresource: "proxy", names: ["prod"] },
+      { user: "alice", verbs: ["get", "list", "watch", "create"], resource: "clusters", subresource: "proxy", names: ["prod"] },
       { user: "alice", verbs: ["get", "list"], resource: "clusters" },
       { user: "system:serviceaccount:ci:deployer", verbs: ["list", "get"], resource: "clusters", subresource: "proxy", names: ["staging"] },
     ],
@@ -42,6 +46,7 @@ afterAll(async () => {
   await kpass?.stop();
   host?.stop();
   await Promise.all([prod?.stop(), staging?.stop()]);
+  await streams?.close();
   if (kpass) removeDataDir(kpass.dataDir);
 });
 
@@ -117,6 +122,46 @@ describe("host users through the aggregator", () => {
     const response = await viaHost("alice-token", `${CLUSTERS}/prod`);
     expect(response.status).toBe(200);
     expect(JSON.stringify(await response.json())).not.toContain("prod-token");
+  });
+});
+
+describe("upgrades through the aggregator", () => {
+  for (const version of ["1.27", "1.33"] as KubectlVersion[]) {
+    test(`kubectl ${version} exec through the stand-in reaches the member cluster as the host user`, async () => {
+      const target = { kubeconfig: host.userKubeconfig("alice-token", `${host.url}${CLUSTERS}/prod/proxy`), context: "host" };
+      await execOutputScenario(version, target);
+      await execExitCodeScenario(version, target);
+      const exec = [...prod.requests].reverse().find((r) => r.path.endsWith("/exec"))!;
+      expect(exec.headers["impersonate-user"]).toBe("alice");
+      expect(Object.keys(exec.headers).filter((h) => h.startsWith("x-remote-"))).toEqual([]);
+    }, 60_000);
+
+    test(`kubectl ${version} port-forward through the stand-in`, async () => {
+      await portForwardScenario(version, { kubeconfig: host.userKubeconfig("alice-token", `${host.url}${CLUSTERS}/prod/proxy`), context: "host" });
+    }, 60_000);
+  }
+
+  test("exec by a host user the host refuses for that cluster is a 403", async () => {
+    const before = prod.requests.filter((r) => r.path.endsWith("/exec")).length;
+    const result = await runKubectl("1.33", ["--kubeconfig", host.userKubeconfig("carol-token", `${host.url}${CLUSTERS}/prod/proxy`), "exec", "web-0", "--", "echo", "hi"]);
+    expect(result.exitCode).not.toBe(0);
+    expect(result.stdout).toBe("");
+    const refused = await viaHost("carol-token", `${CLUSTERS}/prod/proxy/api/v1/namespaces/default/pods/web-0/exec?command=echo&stdout=true`, { method: "POST" });
+    expect(refused.status).toBe(403);
+    expect(prod.requests.filter((r) => r.path.endsWith("/exec")).length).toBe(before);
+  });
+});
+
+describe("dry-run through the aggregator", () => {
+  test("kubectl create --dry-run=server reaches the member cluster with dryRun=All", async () => {
+    const config = host.userKubeconfig("alice-token", `${host.url}${CLUSTERS}/prod/proxy`);
+    const result = await runKubectl("1.33", ["--kubeconfig", config, "-n", "default", "create", "configmap", "dry", "--from-literal=a=b", "--dry-run=server", "-o", "name"]);
+    expect(result.stderr).toBe("");
+    expect(result.exitCode).toBe(0);
+    expect(result.stdout.trim()).toBe("configmap/dry");
+    const seen = [...prod.requests].reverse().find((r) => r.method === "POST" && r.path === "/api/v1/namespaces/default/configmaps")!;
+    expect(new URLSearchParams(seen.query).get("dryRun")).toBe("All");
+    expect(seen.headers["impersonate-user"]).toBe("alice");
   });
 });
 
