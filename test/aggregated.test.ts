@@ -177,6 +177,20 @@ describe("who counts as the aggregator", () => {
     expect(response.status).toBe(200);
   });
 
+  test("each X-Remote-Group line is one group (a comma inside stays), extras are decoded", async () => {
+    const { connect } = await import("node:tls");
+    const url = new URL(kpass.url);
+    const socket = connect({ host: url.hostname, port: Number(url.port), ca: kpass.caPem, cert: host.frontProxyClient.certPem, key: host.frontProxyClient.keyPem });
+    await new Promise((resolve) => socket.once("secureConnect", resolve));
+    socket.write(`GET ${CLUSTERS}/prod/proxy/api/v1/namespaces/default/secrets HTTP/1.1\r\nHost: kpass\r\nX-Remote-User: dave\r\nX-Remote-Group: team, with comma\r\nX-Remote-Group: ops\r\nX-Remote-Extra-Acme.com%2fProject: p1\r\nConnection: close\r\n\r\n`);
+    let text = "";
+    for await (const chunk of socket) text += String(chunk);
+    expect(text.startsWith("HTTP/1.1 403")).toBe(true);
+    const review = host.accessReviews.findLast((r) => r.user === "dave")!;
+    expect(review.groups).toEqual(["team, with comma", "ops"]);
+    expect(review.extra).toEqual({ "acme.com/project": ["p1"] });
+  });
+
   test("a certificate of the front-proxy CA with a CN not allowed: 401", async () => {
     const response = await direct(`${CLUSTERS}/prod/proxy/api/v1/namespaces/default/pods`, { "x-remote-user": "alice" }, host.intruderClient);
     expect(response.status).toBe(401);

@@ -66,14 +66,15 @@ export class Authenticator {
     return (await this.authenticateRequest(headers, certificate)).identity;
   }
 
-  async authenticateRequest(headers: Headers, certificate?: ClientCertificate): Promise<Authenticated> {
+  /** `rawHeaders`: the header lines as sent, so that a front proxy's repeated X-Remote-Group lines stay apart. */
+  async authenticateRequest(headers: Headers, certificate?: ClientCertificate, rawHeaders?: readonly (readonly [string, string])[]): Promise<Authenticated> {
     // The aggregator first, as kube-apiserver's union authenticator puts requestheader first: only
     // its certificate makes X-Remote-* mean anything; anyone else's X-Remote-* are ignored.
     if (certificate && this.host) {
       const check = this.host.frontProxy.check(certificate);
       if (check.from === "refused") throw unauthorized(`Unauthorized: ${check.reason}`);
       if (check.from === "front-proxy") {
-        const user = this.host.frontProxy.user(headers);
+        const user = this.host.frontProxy.user(headers, rawHeaders);
         if (!user) throw unauthorized("Unauthorized: the front proxy named no user");
         return { identity: hostIdentity(user, this.host.authorizer) };
       }

@@ -253,38 +253,36 @@ export class FrontProxy {
     return { from: "front-proxy" };
   }
 
-  /** The user the front proxy names in its headers; undefined when it names none. */
-  user(headers: Headers): HostUser | undefined {
+  /**
+   * The user the front proxy names in its headers, read as apiserver's requestheader authenticator
+   * reads them: the first non-empty username header; every group header line one group (never
+   * split on commas — without the raw lines, a merged value is split on ", " as the best guess);
+   * `<prefix><key>` lines extras, the key lower-cased and percent-decoded. Undefined when it names no user.
+   */
+  user(headers: Headers, rawHeaders?: readonly (readonly [string, string])[]): HostUser | undefined {
     const config = this.config;
     if (!config) return undefined;
-    let user = "";
-    for (const name of config.usernameHeaders) {
-      const value = headers.get(name);
-      if (value) {
-        user = value;
-        break;
+    const lines: [string, string][] = rawHeaders
+      ? rawHeaders.map(([name, value]) => [name.toLowerCase(), value.trim()])
+      : [...headers].flatMap(([name, value]) => value.split(", ").map((v) => [name, v.trim()] as [string, string]));
+    const values = (name: string) => lines.filter(([n, v]) => n === name && v !== "").map(([, v]) => v);
+    const first = (names: string[]) => {
+      for (const name of names) {
+        const found = values(name)[0];
+        if (found) return found;
       }
-    }
+      return undefined;
+    };
+    const user = first(config.usernameHeaders);
     if (!user) return undefined;
-    const groups: string[] = [];
-    for (const name of config.groupHeaders) {
-      const value = headers.get(name);
-      if (value) groups.push(...value.split(",").map((g) => g.trim()).filter(Boolean));
-    }
+    const groups = config.groupHeaders.flatMap(values);
     const extra: Record<string, string[]> = {};
-    for (const [name, value] of headers) {
+    for (const [name, value] of lines) {
       const prefix = config.extraHeaderPrefixes.find((p) => name.startsWith(p));
       if (!prefix || name.length === prefix.length) continue;
-      (extra[unescapeKey(name.slice(prefix.length))] ??= []).push(...value.split(",").map((v) => v.trim()));
+      (extra[unescapeKey(name.slice(prefix.length))] ??= []).push(value);
     }
-    let uid: string | undefined;
-    for (const name of config.uidHeaders) {
-      const value = headers.get(name);
-      if (value) {
-        uid = value;
-        break;
-      }
-    }
+    const uid = first(config.uidHeaders);
     return { user, groups, extra, ...(uid ? { uid } : {}) };
   }
 }

@@ -133,7 +133,7 @@ export class ClusterAdmission {
     try {
       // Who is asking comes first, as in kube-apiserver's filter chain: an anonymous request is
       // told 401 whatever else is wrong with it, and every later refusal names the pass.
-      const authenticated = await this.deps.authenticator.authenticateRequest(request.headers, request.clientCertificate);
+      const authenticated = await this.deps.authenticator.authenticateRequest(request.headers, request.clientCertificate, request.rawHeaders);
       identity = authenticated.identity;
       certificateSerial = authenticated.certificate?.serial;
       certificateNotAfter = authenticated.certificate?.notAfter;

@@ -37,7 +37,7 @@ export function createHandler(deps: HandlerDeps): (req: Request, context: ApiReq
         return Response.json(versionInfo());
     }
     if (isProxyTarget(context.target)) return deps.proxy(req, context);
-    const { identity, certificate } = await deps.authenticator.authenticateRequest(req.headers, context.clientCertificate);
+    const { identity, certificate } = await deps.authenticator.authenticateRequest(req.headers, context.clientCertificate, context.rawHeaders);
     if (identity.delegated) await authorizeDelegatedApi(identity, req.method, path, context.target.slice(path.length + 1));
     return deps.api(req, identity, path, { sourceIP: context.sourceIP, clientCertificateSerial: certificate?.serial });
   }
