@@ -9,7 +9,7 @@ import { startHost, type HostFixture } from "./fixture/host.ts";
 import { createStreamUpgradeHandler, type StreamUpgradeFixture } from "./fixture/streams/index.ts";
 import { execExitCodeScenario, execOutputScenario, portForwardScenario } from "./fixture/streams/scenarios.ts";
 import { runKubectl, type KubectlVersion } from "./harness/kubectl.ts";
-import { clusterManifest, createPass, proxyUrl, removeDataDir, startKpass, writeKubeconfig, type KpassProcess } from "./harness/kpass.ts";
+import { clusterManifest, createPass, eventually, proxyUrl, removeDataDir, startKpass, writeKubeconfig, type KpassProcess } from "./harness/kpass.ts";
 
 const CLUSTERS = "/apis/cluster.kpass.dev/v1beta1/clusters";
 let prod: TestCluster;
@@ -36,7 +36,7 @@ beforeAll(async () => {
       { user: "system:serviceaccount:ci:deployer", verbs: ["list", "get"], resource: "clusters", subresource: "proxy", names: ["staging"] },
     ],
   });
-  kpass = await startKpass({ args: ["--aggregated", "--host-kubeconfig", host.kubeconfigPath, "--audit", "file"] });
+  kpass = await startKpass({ args: ["--aggregated", "--host-kubeconfig", host.kubeconfigPath, "--host-refresh", "0.2s", "--audit", "file"] });
   host.setKpass(kpass.url, kpass.caPem);
   expect((await kpass.api("POST", CLUSTERS, clusterManifest("prod", prod, { token: "prod-token" }))).status).toBe(201);
   expect((await kpass.api("POST", CLUSTERS, clusterManifest("staging", staging, { token: "staging-token" }))).status).toBe(201);
@@ -227,5 +227,21 @@ describe("the stand-alone listener at the same time", () => {
     const config = writeKubeconfig(kpass, token, { staging: proxyUrl(kpass, "staging") });
     const pods = await runKubectl("1.27", ["--kubeconfig", config, "get", "pods", "-n", "default"]);
     expect(pods.exitCode).toBe(0);
+  });
+});
+
+describe("the front-proxy configuration is read again", () => {
+  test("a change of requestheader-allowed-names on the host is taken up", async () => {
+    const path = `${CLUSTERS}/prod/proxy/api/v1/namespaces/default/pods`;
+    const reads = host.configMapReads();
+    await eventually(() => (host.configMapReads() > reads ? true : undefined));
+    host.setAllowedNames(["intruder"]);
+    try {
+      await eventually(async () => ((await direct(path, { "x-remote-user": "alice" }, host.intruderClient)).status === 200 ? true : undefined));
+      expect((await direct(path, { "x-remote-user": "alice" }, host.frontProxyClient)).status).toBe(401);
+    } finally {
+      host.setAllowedNames(["front-proxy-client"]);
+    }
+    await eventually(async () => ((await direct(path, { "x-remote-user": "alice" }, host.frontProxyClient)).status === 200 ? true : undefined));
   });
 });

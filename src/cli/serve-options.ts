@@ -237,6 +237,7 @@ export const SERVE_OPTIONS = {
   // Aggregated mode (an extension API server behind the host's aggregator); see `kpass apiservice`.
   aggregated: { type: boolean, default: "false", help: "also serve as an extension API server of the host kube-apiserver (needs hostKubeconfig)" },
   hostKubeconfig: { type: path, defaultText: "none", example: "/etc/kpass/host.kubeconfig", help: "kubeconfig of the host kube-apiserver kpass extends in aggregated mode" },
+  hostRefresh: { type: duration, default: "30s", help: "aggregated mode: how often the host's extension-apiserver-authentication ConfigMap is read again" },
 } satisfies Record<string, OptionSpec<unknown>>;
 
 type Options = typeof SERVE_OPTIONS;
@@ -411,7 +412,7 @@ export function serverConfig(o: ServeOptions): ServerConfig {
     maxCertTtlMs: o.maxCertTtl,
     metrics: o.metrics === "on",
     metricsListen: o.metricsListen,
-    ...(o.aggregated ? { aggregated: { hostKubeconfig: requireHostKubeconfig(o.hostKubeconfig) } } : {}),
+    ...(o.aggregated ? { aggregated: { hostKubeconfig: requireHostKubeconfig(o.hostKubeconfig), refreshMs: o.hostRefresh } } : {}),
     audit: { file: o.audit === "file" || o.audit === "both", stdout: o.audit === "stdout" || o.audit === "both", maxBytes: o.auditMaxSize, maxBackups: o.auditMaxBackups },
   };
 }
