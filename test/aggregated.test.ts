@@ -133,6 +133,7 @@ describe("upgrades through the aggregator", () => {
       await execExitCodeScenario(version, target);
       const exec = [...prod.requests].reverse().find((r) => r.path.endsWith("/exec"))!;
       expect(exec.headers["impersonate-user"]).toBe("alice");
+      expect(host.accessReviews.some((r) => r.user === "alice" && r.resourceAttributes?.verb === "create" && r.resourceAttributes.subresource === "proxy" && r.resourceAttributes.name === "prod")).toBe(true);
       expect(Object.keys(exec.headers).filter((h) => h.startsWith("x-remote-"))).toEqual([]);
     }, 60_000);
 
