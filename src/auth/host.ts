@@ -18,6 +18,7 @@ import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { parse } from "yaml";
 import type { ClientCertificate } from "../core/request-context.ts";
+import { internalError } from "../core/status.ts";
 import type { Identity } from "./identity.ts";
 import type { RequestAttributes } from "./request-attributes.ts";
 
@@ -317,6 +318,9 @@ export class DelegatedAuthorizer {
       apiVersion: "authorization.k8s.io/v1",
       kind: "SubjectAccessReview",
       spec,
+    }).catch((error: Error) => {
+      // As kube-apiserver answers when its webhook authorizer fails: a 500, never a silent allow.
+      throw internalError(`Internal error occurred: the host's SubjectAccessReview failed: ${error.message}`);
     })) as { status?: { allowed?: boolean; denied?: boolean; reason?: string; evaluationError?: string } };
     const status = answer.status ?? {};
     const decision = { allowed: status.allowed === true && status.denied !== true, reason: status.reason ?? status.evaluationError ?? "" };
