@@ -33,6 +33,7 @@ beforeAll(async () => {
     rules: [
       { user: "alice", verbs: ["get", "list", "watch", "create"], resource: "clusters", subresource: "proxy", names: ["prod"] },
       { user: "alice", verbs: ["get", "list"], resource: "clusters" },
+      { group: "system:authenticated", verbs: ["get"], paths: ["/apis/cluster.kpass.dev/*", "/openapi/*"] },
       { user: "system:serviceaccount:ci:deployer", verbs: ["list", "get"], resource: "clusters", subresource: "proxy", names: ["staging"] },
     ],
   });
@@ -117,6 +118,26 @@ describe("host users through the aggregator", () => {
     const write = await viaHost("alice-token", `${CLUSTERS}/prod`, { method: "DELETE" });
     expect(write.status).toBe(403);
   });
+
+  for (const version of ["1.27", "1.33"] as KubectlVersion[]) {
+    test(`kubectl ${version} get clusters through the host: the same columns as on kpass directly`, async () => {
+      const viaHostResult = await runKubectl(version, ["--kubeconfig", host.userKubeconfig("alice-token"), "get", "clusters"]);
+      expect(viaHostResult.stderr).toBe("");
+      expect(viaHostResult.exitCode).toBe(0);
+      const directResult = await runKubectl(version, ["--kubeconfig", kpass.adminKubeconfig, "get", "clusters"]);
+      expect(directResult.exitCode).toBe(0);
+      const header = (text: string) => text.split("\n")[0]!.split(/\s+/);
+      expect(header(viaHostResult.stdout)).toEqual(header(directResult.stdout));
+      expect(viaHostResult.stdout).toContain("prod");
+      expect(viaHostResult.stdout).toContain("staging");
+      const resources = await runKubectl(version, ["--kubeconfig", host.userKubeconfig("alice-token"), "api-resources", "--api-group", "cluster.kpass.dev", "-o", "name"]);
+      expect(resources.stderr).toBe("");
+      expect(resources.exitCode).toBe(0);
+      expect(resources.stdout.split("\n")).toContain("clusters.cluster.kpass.dev");
+      // Discovery of kpass's group is asked of the host like any non-resource path.
+      expect(host.accessReviews.some((r) => r.user === "alice" && r.nonResourceAttributes?.path === "/apis/cluster.kpass.dev/v1beta1")).toBe(true);
+    });
+  }
 
   test("host users never see cluster credentials", async () => {
     const response = await viaHost("alice-token", `${CLUSTERS}/prod`);
