@@ -9,7 +9,7 @@ import { startHost, type HostFixture } from "./fixture/host.ts";
 import { createStreamUpgradeHandler, type StreamUpgradeFixture } from "./fixture/streams/index.ts";
 import { execExitCodeScenario, execOutputScenario, portForwardScenario } from "./fixture/streams/scenarios.ts";
 import { runKubectl, type KubectlVersion } from "./harness/kubectl.ts";
-import { clusterManifest, createPass, eventually, proxyUrl, removeDataDir, startKpass, writeKubeconfig, type KpassProcess } from "./harness/kpass.ts";
+import { auditLines, clusterManifest, createPass, eventually, proxyUrl, removeDataDir, startKpass, writeKubeconfig, type KpassProcess } from "./harness/kpass.ts";
 
 const CLUSTERS = "/apis/cluster.kpass.dev/v1beta1/clusters";
 let prod: TestCluster;
@@ -138,6 +138,20 @@ describe("host users through the aggregator", () => {
       expect(host.accessReviews.some((r) => r.user === "alice" && r.nonResourceAttributes?.path === "/apis/cluster.kpass.dev/v1beta1")).toBe(true);
     });
   }
+
+  test("kubectl explain cluster.spec through the host", async () => {
+    const result = await runKubectl("1.33", ["--kubeconfig", host.userKubeconfig("alice-token"), "explain", "clusters.spec", "--api-version", "cluster.kpass.dev/v1beta1"]);
+    expect(result.stderr).toBe("");
+    expect(result.exitCode).toBe(0);
+    expect(result.stdout).toContain("access");
+  });
+
+  test("host users' requests are audited under their host user name", async () => {
+    const lines = await auditLines(kpass, (all) => all.some((l) => l.user === "alice" && l.cluster === "prod"));
+    const line = lines.find((l) => l.user === "alice" && l.cluster === "prod");
+    expect(line.pass).toBe("");
+    expect(lines.some((l) => l.user === "alice" && l.cluster === "staging" && l.status === 403)).toBe(true);
+  });
 
   test("host users never see cluster credentials", async () => {
     const response = await viaHost("alice-token", `${CLUSTERS}/prod`);
