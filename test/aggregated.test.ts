@@ -188,6 +188,18 @@ describe("upgrades through the aggregator", () => {
   });
 });
 
+describe("RBAC writes by host users", () => {
+  test("are left to the member cluster, which sees the impersonated host user (no pass rules to check against)", async () => {
+    const role = { apiVersion: "rbac.authorization.k8s.io/v1", kind: "Role", metadata: { name: "r", namespace: "default" }, rules: [{ apiGroups: [""], resources: ["pods"], verbs: ["get"] }] };
+    const response = await viaHost("alice-token", `${CLUSTERS}/prod/proxy/apis/rbac.authorization.k8s.io/v1/namespaces/default/roles?dryRun=All`, { method: "POST", body: JSON.stringify(role), headers: { "content-type": "application/json" } });
+    // The fixture cluster has no RBAC objects (404), but it got the request: kpass did not refuse it.
+    expect(response.status).not.toBe(403);
+    const seen = [...prod.requests].reverse().find((r) => r.method === "POST" && r.path.endsWith("/roles"))!;
+    expect(seen).toBeDefined();
+    expect(seen.headers["impersonate-user"]).toBe("alice");
+  });
+});
+
 describe("dry-run through the aggregator", () => {
   test("kubectl create --dry-run=server reaches the member cluster with dryRun=All", async () => {
     const config = host.userKubeconfig("alice-token", `${host.url}${CLUSTERS}/prod/proxy`);
