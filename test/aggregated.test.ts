@@ -293,3 +293,18 @@ describe("the front-proxy configuration is read again", () => {
     await eventually(async () => ((await direct(path, { "x-remote-user": "alice" }, host.frontProxyClient)).status === 200 ? true : undefined));
   });
 });
+
+// Last: it stops kpass.
+describe("shutdown", () => {
+  test("a host user's watch holds a lease: SIGTERM ends it as a complete response", async () => {
+    const response = await direct(`${CLUSTERS}/prod/proxy/api/v1/namespaces/default/pods?watch=true`, { "x-remote-user": "alice", "x-remote-group": "system:authenticated" }, host.frontProxyClient);
+    expect(response.status).toBe(200);
+    const reader = response.body!.getReader();
+    await reader.read(); // the first event: the watch is open
+    kpass.signal("SIGTERM");
+    let ended = false;
+    for (let i = 0; i < 10_000 && !ended; i++) ended = (await reader.read()).done;
+    expect(ended).toBe(true);
+    expect(await kpass.exited).toBe(0);
+  });
+});

@@ -8,7 +8,7 @@ import type { TokenService } from "./tokens.ts";
 import type { Pass, PolicyRule } from "../core/pass.ts";
 import type { ClientCertificate } from "../core/request-context.ts";
 import type { ClientCertificateAuthority } from "./client-certificates.ts";
-import { hostIdentity, type DelegatedAuthorizer, type FrontProxy, type HostTokenReviews } from "./host.ts";
+import { hostIdentity, type DelegatedAuthorizer, type FrontProxy, type HostTokenReviews, type HostUser } from "./host.ts";
 
 /** Aggregated mode: the host's front proxy (aggregator), its authorizer, and its TokenReviews. */
 export interface HostAuthentication {
@@ -76,7 +76,7 @@ export class Authenticator {
       if (check.from === "front-proxy") {
         const user = this.host.frontProxy.user(headers, rawHeaders);
         if (!user) throw unauthorized("Unauthorized: the front proxy named no user");
-        return { identity: hostIdentity(user, this.host.authorizer) };
+        return { identity: this.hostUser(user, this.host.authorizer) };
       }
     }
     const authorization = headers.get("authorization");
@@ -88,13 +88,21 @@ export class Authenticator {
     if (!check.ok && check.reason !== "expired" && this.host?.tokenReviews) {
       // Not a pass token: perhaps the host's (a service account, an OIDC token).
       const user = await this.host.tokenReviews.review(match[1]!).catch(() => undefined);
-      if (user) return { identity: hostIdentity(user, this.host.authorizer) };
+      if (user) return { identity: this.hostUser(user, this.host.authorizer) };
       throw unauthorized("Unauthorized: the token is neither a valid kpass pass token nor accepted by the host's TokenReview");
     }
     if (!check.ok) {
       throw unauthorized(check.reason === "expired" ? "Unauthorized: the pass token has expired" : "Unauthorized: the token is not a valid kpass pass token");
     }
     return { identity: this.identityFor(this.currentPass(check.claims.sub, check.claims.jti)) };
+  }
+
+  /** A host user's Identity; its watches and tunnels hold leases that shutdown ends. */
+  private hostUser(user: HostUser, authorizer: DelegatedAuthorizer): Identity {
+    const identity = hostIdentity(user, authorizer);
+    const streams = this.streams;
+    if (streams) identity.openStream = (_notAfter, kind) => streams.leaseHost(identity, kind);
+    return identity;
   }
 
   /** The chain is verified once per connection; the validity window and the Pass on every request. */
