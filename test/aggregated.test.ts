@@ -294,6 +294,30 @@ describe("the front-proxy configuration is read again", () => {
   });
 });
 
+describe("the front-proxy CA rotates", () => {
+  test("the new CA's certificate is the aggregator's, the old one no longer; the stand-in keeps working", async () => {
+    const path = `${CLUSTERS}/prod/proxy/api/v1/namespaces/default/pods`;
+    const old = await host.rotateFrontProxyCa();
+    // The listener is reopened to name the new CA; a connection attempt in that instant may fail.
+    await eventually(async () => ((await direct(path, { "x-remote-user": "alice" }, host.frontProxyClient).catch(() => undefined))?.status === 200 ? true : undefined));
+    expect((await direct(path, { "x-remote-user": "alice" }, old)).status).toBe(401);
+    expect((await viaHost("alice-token", path)).status).toBe(200);
+    // A Go client (kubectl) offers its certificate only when the listener names its CA: with the
+    // new front-proxy certificate and no X-Remote-User, kpass says the front proxy named no user.
+    const { writeFileSync } = await import("node:fs");
+    const { join } = await import("node:path");
+    const certFile = join(kpass.dataDir, "fp.crt");
+    const keyFile = join(kpass.dataDir, "fp.key");
+    writeFileSync(certFile, host.frontProxyClient.certPem);
+    writeFileSync(keyFile, host.frontProxyClient.keyPem, { mode: 0o600 });
+    const caFile = join(kpass.dataDir, "kpass-ca.crt");
+    writeFileSync(caFile, kpass.caPem);
+    const result = await runKubectl("1.33", ["--server", kpass.url, "--certificate-authority", caFile, "--client-certificate", certFile, "--client-key", keyFile, "get", "--raw", path]);
+    expect(result.exitCode).not.toBe(0);
+    expect(result.stderr).toContain("the front proxy named no user");
+  });
+});
+
 // Last: it stops kpass.
 describe("shutdown", () => {
   test("a host user's watch holds a lease: SIGTERM ends it as a complete response", async () => {
