@@ -21,12 +21,15 @@ const { values } = parseArgs({
     cert: { type: "string" },
     key: { type: "string" },
     "new-connections": { type: "boolean", default: false },
+    // Extra request headers, NAME:VALUE (repeatable): the X-Remote-* a front proxy sends.
+    header: { type: "string", multiple: true, default: [] },
   },
 });
 if (!values.url) throw new Error("--url is required");
 const url = values.url;
 const ca = values.ca ? readFileSync(values.ca, "utf8") : undefined;
-const headers = values.token ? { authorization: `Bearer ${values.token}` } : undefined;
+const extraHeaders = (values.header ?? []).map((h) => [h.slice(0, h.indexOf(":")), h.slice(h.indexOf(":") + 1)] as [string, string]);
+const headers = values.token || extraHeaders.length > 0 ? { ...(values.token ? { authorization: `Bearer ${values.token}` } : {}), ...Object.fromEntries(extraHeaders) } : undefined;
 const connections = Number(values.connections);
 const durationMs = Number(values.duration) * 1000;
 const maxRequests = Number(values["max-requests"]);

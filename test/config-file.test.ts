@@ -64,6 +64,9 @@ function everyOption(dir: string, port: number): string {
     "metrics: on",
     "logFormat: text",
     "logLevel: info",
+    "aggregated: false",
+    "hostKubeconfig: ./host.kubeconfig",
+    "hostRefresh: 10s",
     "",
   ].join("\n");
 }
@@ -98,6 +101,9 @@ describe("kpass serve --config", () => {
       metrics: "on",
       logFormat: "text",
       logLevel: "info",
+      aggregated: false,
+      hostKubeconfig: join(dir, "host.kubeconfig"),
+      hostRefresh: "10s",
     });
     // The test sets every key, so a new option without one here fails this test.
     expect(Object.keys(parse(shown.stdout)).sort()).toEqual(Object.keys(SERVE_OPTIONS).sort());

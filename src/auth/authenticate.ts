@@ -8,6 +8,14 @@ import type { TokenService } from "./tokens.ts";
 import type { Pass, PolicyRule } from "../core/pass.ts";
 import type { ClientCertificate } from "../core/request-context.ts";
 import type { ClientCertificateAuthority } from "./client-certificates.ts";
+import { hostIdentity, type DelegatedAuthorizer, type FrontProxy, type HostTokenReviews, type HostUser } from "./host.ts";
+
+/** Aggregated mode: the host's front proxy (aggregator), its authorizer, and its TokenReviews. */
+export interface HostAuthentication {
+  frontProxy: FrontProxy;
+  authorizer: DelegatedAuthorizer;
+  tokenReviews?: HostTokenReviews;
+}
 
 /** Who a request authenticated as, and with what: a bearer token, or a client certificate (its serial). */
 export interface Authenticated {
@@ -51,23 +59,50 @@ export class Authenticator {
     private readonly passes: ObjectStore<Pass>,
     private readonly streams?: OpenStreams,
     private readonly clientCa?: ClientCertificateAuthority,
+    private readonly host?: HostAuthentication,
   ) {}
 
   async authenticate(headers: Headers, certificate?: ClientCertificate): Promise<Identity> {
     return (await this.authenticateRequest(headers, certificate)).identity;
   }
 
-  async authenticateRequest(headers: Headers, certificate?: ClientCertificate): Promise<Authenticated> {
+  /** `rawHeaders`: the header lines as sent, so that a front proxy's repeated X-Remote-Group lines stay apart. */
+  async authenticateRequest(headers: Headers, certificate?: ClientCertificate, rawHeaders?: readonly (readonly [string, string])[]): Promise<Authenticated> {
+    // The aggregator first, as kube-apiserver's union authenticator puts requestheader first: only
+    // its certificate makes X-Remote-* mean anything; anyone else's X-Remote-* are ignored.
+    if (certificate && this.host) {
+      const check = this.host.frontProxy.check(certificate);
+      if (check.from === "refused") throw unauthorized(`Unauthorized: ${check.reason}`);
+      if (check.from === "front-proxy") {
+        const user = this.host.frontProxy.user(headers, rawHeaders);
+        if (!user) throw unauthorized("Unauthorized: the front proxy named no user");
+        return { identity: this.hostUser(user, this.host.authorizer) };
+      }
+    }
     const authorization = headers.get("authorization");
     if (!authorization && certificate && this.clientCa) return this.fromCertificate(certificate, this.clientCa);
     if (!authorization) throw unauthorized("Unauthorized: no bearer token; use the kubeconfig kpass generated for your pass");
     const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
     if (!match) throw unauthorized("Unauthorized: the Authorization header must be a bearer token");
     const check = await this.tokens.verify(match[1]!);
+    if (!check.ok && check.reason !== "expired" && this.host?.tokenReviews) {
+      // Not a pass token: perhaps the host's (a service account, an OIDC token).
+      const user = await this.host.tokenReviews.review(match[1]!).catch(() => undefined);
+      if (user) return { identity: this.hostUser(user, this.host.authorizer) };
+      throw unauthorized("Unauthorized: the token is neither a valid kpass pass token nor accepted by the host's TokenReview");
+    }
     if (!check.ok) {
       throw unauthorized(check.reason === "expired" ? "Unauthorized: the pass token has expired" : "Unauthorized: the token is not a valid kpass pass token");
     }
     return { identity: this.identityFor(this.currentPass(check.claims.sub, check.claims.jti)) };
+  }
+
+  /** A host user's Identity; its watches and tunnels hold leases that shutdown ends. */
+  private hostUser(user: HostUser, authorizer: DelegatedAuthorizer): Identity {
+    const identity = hostIdentity(user, authorizer);
+    const streams = this.streams;
+    if (streams) identity.openStream = (_notAfter, kind) => streams.leaseHost(identity, kind);
+    return identity;
   }
 
   /** The chain is verified once per connection; the validity window and the Pass on every request. */

@@ -1,4 +1,4 @@
-import { CLUSTERS } from "../core/api-group.ts";
+import { CLUSTERS, GROUP, VERSION } from "../core/api-group.ts";
 import { badRequest, forbiddenMessage, notFound } from "../core/status.ts";
 import { forbiddenRequest } from "./forbidden.ts";
 import { isSelfReview } from "./self-review.ts";
@@ -17,6 +17,8 @@ export interface ProxyRequest {
   /** Header lines as sent, repeated ones separate; absent when only merged headers are known. */
   rawHeaders?: readonly (readonly [string, string])[];
   upgrade: boolean;
+  /** Set once the host allowed a delegated identity's request (authorizeDelegatedProxy). */
+  hostAllowed?: boolean;
 }
 
 export interface ProxyDecision {
@@ -193,6 +195,15 @@ function requestedImpersonation(identity: Identity, request: ProxyRequest, clust
  */
 export function authorizeProxy(identity: Identity, cluster: Cluster, request: ProxyRequest): ProxyDecision {
   const name = cluster.metadata.name;
+  if (identity.delegated) {
+    // Fail closed: the host must have been asked (authorizeDelegatedProxy) before any plan is made.
+    if (!request.hostAllowed) throw forbiddenRequest(identity.user, clusterProxyAttributes(name, "get"), "the host was not asked");
+    const attributes = parseAttributes(request.method, request.path, request.search, request.upgrade);
+    // The member cluster sees the host user (its Impersonate-* from the client are never forwarded:
+    // the host has applied them already). A cluster set to `none` is reached with kpass's credential.
+    if (cluster.spec.impersonation === "none") return { attributes };
+    return { attributes, impersonate: { user: identity.user, groups: identity.groups } };
+  }
   // A cluster the pass does not reach does not exist for it, as on kpass's own API.
   if (!identity.reachesCluster(cluster)) throw notFound(CLUSTERS, name);
   const attributes = parseAttributes(request.method, request.path, request.search, request.upgrade);
@@ -213,4 +224,21 @@ export function authorizeProxy(identity: Identity, cluster: Cluster, request: Pr
   if (asked) return { attributes, impersonate: asked };
   if (cluster.spec.impersonation === "user") return { attributes, impersonate: { user: identity.user, groups: identity.groups } };
   return { attributes };
+}
+
+/** What the host is asked for a proxied request: `<verb>` on `clusters/proxy` named after the cluster, in kpass's group. */
+export function clusterProxyAttributes(cluster: string, verb: string): RequestAttributes {
+  return { isResourceRequest: true, verb, apiGroup: GROUP, apiVersion: VERSION, resource: "clusters", subresource: "proxy", namespace: "", name: cluster, path: "" };
+}
+
+/**
+ * A host user's request to a cluster, authorized by the host (SubjectAccessReview): the proxied
+ * request's verb on `clusters/proxy` named `cluster`. Throws a kube-style 403 when it says no.
+ */
+export async function authorizeDelegatedProxy(identity: Identity, cluster: string, request: ProxyRequest): Promise<void> {
+  if (!identity.delegated) return;
+  const proxied = parseAttributes(request.method, request.path, request.search, request.upgrade);
+  const asked = clusterProxyAttributes(cluster, proxied.verb);
+  const decision = await identity.delegated.authorize(asked);
+  if (!decision.allowed) throw forbiddenRequest(identity.user, asked, decision.reason);
 }

@@ -10,7 +10,8 @@ import { forbiddenRequest } from "./forbidden.ts";
 import { IMPLICIT_RULES } from "./self-review.ts";
 import type { PolicyRule } from "../core/pass.ts";
 import type { Identity } from "./identity.ts";
-import type { RequestAttributes } from "./request-attributes.ts";
+import { PathError, requestAttributes, type RequestAttributes } from "./request-attributes.ts";
+import { badRequest } from "../core/status.ts";
 
 export type KpassResource = "clusters" | "passes";
 
@@ -24,12 +25,32 @@ function refuse(identity: Identity, a: RequestAttributes, reason: string): ApiEr
 
 /** Throws 403 unless `identity` may write (create, update, patch, delete) `resource`. */
 export function authorizeWrite(identity: Identity, verb: string, resource: KpassResource, name: string, subresource = ""): void {
+  if (identity.delegated) return; // the host allowed this very request (authorizeDelegatedApi)
   if (!identity.isAdmin) throw refuse(identity, attributes(verb, resource, name, subresource), "is not an admin pass: only an admin pass may change kpass's objects");
+}
+
+/**
+ * A host user's request to kpass's own API (aggregated mode), asked of the host with the ordinary
+ * attributes (SubjectAccessReview); a 403 worded like kube-apiserver's when it says no. Once it has
+ * said yes, the functions below let a delegated identity through: this is the decision. Cluster
+ * credentials stay hidden from host users whatever the host says.
+ */
+export async function authorizeDelegatedApi(identity: Identity, method: string, path: string, search: string): Promise<void> {
+  if (!identity.delegated) return;
+  let a: RequestAttributes;
+  try {
+    a = requestAttributes(method, path, new URLSearchParams(search));
+  } catch (error) {
+    if (error instanceof PathError) throw badRequest(`invalid request path: ${error.message}`);
+    throw error;
+  }
+  const decision = await identity.delegated.authorize(a);
+  if (!decision.allowed) throw forbiddenRequest(identity.user, a, decision.reason);
 }
 
 /** Whether `object` of `resource` exists for `identity` (read, list, watch). */
 export function canSee(identity: Identity, resource: KpassResource, object: StoredObject): boolean {
-  if (identity.isAdmin) return true;
+  if (identity.isAdmin || identity.delegated) return true;
   if (resource === "passes") return object.metadata.name === identity.pass;
   return identity.reachesCluster(object);
 }
@@ -41,11 +62,13 @@ export function seesCredentials(identity: Identity): boolean {
 
 /** Throws 403 unless `identity` may fetch the kubeconfig of pass `name`. */
 export function authorizeKubeconfig(identity: Identity, name: string): void {
+  if (identity.delegated) return;
   if (!identity.isAdmin && identity.pass !== name) throw refuse(identity, attributes("get", "passes", name, "kubeconfig"), "may only fetch its own kubeconfig");
 }
 
 /** Throws 403 unless `identity` may have a client certificate issued for pass `name` (admin, or the pass itself). */
 export function authorizeCertificate(identity: Identity, name: string): void {
+  if (identity.delegated) return;
   if (!identity.isAdmin && identity.pass !== name) throw refuse(identity, attributes("create", "passes", name, "certificate"), "may only request certificates for itself");
 }
 
@@ -62,7 +85,7 @@ function grantsMetrics(rules: readonly PolicyRule[]): boolean {
 
 /** Whether `identity` may read kpass's /metrics: an admin pass, or a pass with a `get` rule on the non-resource URL `/metrics`. */
 export function canReadMetrics(identity: Identity): boolean {
-  return identity.isAdmin || grantsMetrics(identity.rules);
+  return identity.isAdmin || identity.delegated !== undefined || grantsMetrics(identity.rules);
 }
 
 /** Throws 403 unless `identity` may read /metrics. */

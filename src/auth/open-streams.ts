@@ -40,6 +40,8 @@ function versionOf(pass: Pass): string {
  */
 export class OpenStreams {
   private readonly byPass = new Map<string, Set<Entry>>();
+  /** Streams of host users (aggregated mode): no pass revokes them; shutdown ends them like the rest. */
+  private readonly hostStreams = new Set<Entry>();
   private readonly timer: ReturnType<typeof setInterval>;
 
   constructor(
@@ -59,7 +61,7 @@ export class OpenStreams {
   get size(): number {
     let n = 0;
     for (const set of this.byPass.values()) n += set.size;
-    return n;
+    return n + this.hostStreams.size;
   }
 
   /**
@@ -85,9 +87,22 @@ export class OpenStreams {
     };
   }
 
+  /** A lease for a host user's stream: not bound per pass (the host has its own limits), ended on shutdown. */
+  leaseHost(identity: Identity, kind: StreamKind = "stream"): StreamLease {
+    const entry: Entry = { identity, version: "", notAfter: undefined, kind, abort: new AbortController() };
+    this.hostStreams.add(entry);
+    return { signal: entry.abort.signal, release: () => void this.hostStreams.delete(entry) };
+  }
+
   /** Ends every open stream of `kind` (shutdown); returns how many it ended. */
   endAll(kind: StreamKind, reason: string): number {
     let ended = 0;
+    for (const entry of [...this.hostStreams]) {
+      if (entry.kind !== kind) continue;
+      this.hostStreams.delete(entry);
+      entry.abort.abort(new ApiError(503, "ServiceUnavailable", reason));
+      ended++;
+    }
     for (const [name, set] of this.byPass) {
       for (const entry of [...set]) {
         if (entry.kind !== kind) continue;

@@ -21,6 +21,8 @@ Usage:
   kpass pass create NAME --user USER [--group G]... [--clusters a,b] [--role view]... [--ttl 720h] [--admin]
   kpass pass certificate NAME --csr FILE [--ttl 24h]     (prints the PEM certificate)
   kpass kubeconfig PASS [--context NAME] [--cert [--cert-ttl 24h]]
+  kpass apiservice [--service-namespace kpass] [--service-name kpass] [--service-port 443] [--target-port 8443]
+                   [--user NAME] [--ca-cert FILE]   (APIService, Service, host RBAC for aggregated mode)
 
 \`kpass serve --help\` lists every serve flag, its config file key and default.
 Client commands talk to a running kpass with --admin-kubeconfig (default <data>/admin.kubeconfig).
@@ -187,6 +189,43 @@ async function passCertificate(args: string[]): Promise<void> {
   process.stdout.write(certPem);
 }
 
+async function apiservice(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      data: { type: "string" },
+      "ca-cert": { type: "string" },
+      "service-namespace": { type: "string", default: "kpass" },
+      "service-name": { type: "string", default: "kpass" },
+      "service-port": { type: "string", default: "443" },
+      "target-port": { type: "string", default: "8443" },
+      user: { type: "string" },
+    },
+  });
+  const { readFileSync } = await import("node:fs");
+  // kpass's serving CA: its own (<data>/ca.crt), or the CA of a serving certificate from elsewhere.
+  const caFile = values["ca-cert"] ?? join(dataDir(values.data), "ca.crt");
+  let caPem: string;
+  try {
+    caPem = readFileSync(caFile, "utf8");
+  } catch (error) {
+    throw new Error(`cannot read kpass's serving CA ${caFile} (start kpass once, or name it with --ca-cert): ${(error as Error).message}`);
+  }
+  const port = (text: string, flag: string) => {
+    if (!/^\d+$/.test(text) || Number(text) < 1 || Number(text) > 65535) throw new Error(`${flag}: "${text}" is not a port`);
+    return Number(text);
+  };
+  const { apiServiceManifests } = await import("./apiservice.ts");
+  process.stdout.write(apiServiceManifests({
+    caPem,
+    serviceNamespace: values["service-namespace"],
+    serviceName: values["service-name"],
+    servicePort: port(values["service-port"], "--service-port"),
+    targetPort: port(values["target-port"], "--target-port"),
+    user: values.user,
+  }));
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command, sub, ...rest] = argv;
   switch (command) {
@@ -209,6 +248,8 @@ async function main(argv: string[]): Promise<void> {
       break;
     case "kubeconfig":
       return kubeconfig(argv.slice(1));
+    case "apiservice":
+      return apiservice(argv.slice(1));
     case undefined:
     case "help":
     case "--help":

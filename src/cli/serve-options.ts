@@ -21,6 +21,8 @@ interface ValueType<T> {
   metavar: string;
   /** Repeatable flag (`--san a --san b`); a YAML list in the file. */
   multiple?: boolean;
+  /** A flag without a value (`--aggregated`); true/false in the file. */
+  flag?: boolean;
   /** A path: relative ones in the config file are taken from the file's own directory. */
   path?: boolean;
   /** The flag's text (one string, or every occurrence when `multiple`) to the value; throws a message. */
@@ -60,6 +62,17 @@ function stringType(metavar: string, check: (text: string) => void = () => {}, e
     ...extra,
   };
 }
+
+const boolean: ValueType<boolean> = {
+  metavar: "",
+  flag: true,
+  parse: (text) => (text as unknown) === true || text === "true",
+  fromYaml(value) {
+    if (typeof value !== "boolean") throw new Error(`must be true or false, not ${describe(value)}`);
+    return value;
+  },
+  toYaml: (value) => value,
+};
 
 const path = stringType("FILE", (text) => {
   if (text === "") throw new Error("must not be empty");
@@ -221,6 +234,10 @@ export const SERVE_OPTIONS = {
   logFormat: { type: oneOf("text", "json"), default: "text", help: "kpass's own log on stderr: text, or one JSON object per line" },
   logLevel: { type: oneOf("debug", "info", "warn", "error"), default: "info", help: "least severe log lines written" },
   shutdownDelay: { type: duration, default: "0s", help: "on SIGTERM, how long kpass keeps serving, unready, before it refuses new connections" },
+  // Aggregated mode (an extension API server behind the host's aggregator); see `kpass apiservice`.
+  aggregated: { type: boolean, default: "false", help: "also serve as an extension API server of the host kube-apiserver (needs hostKubeconfig)" },
+  hostKubeconfig: { type: path, defaultText: "none", example: "/etc/kpass/host.kubeconfig", help: "kubeconfig of the host kube-apiserver kpass extends in aggregated mode" },
+  hostRefresh: { type: duration, default: "30s", help: "aggregated mode: how often the host's extension-apiserver-authentication ConfigMap is read again" },
 } satisfies Record<string, OptionSpec<unknown>>;
 
 type Options = typeof SERVE_OPTIONS;
@@ -311,8 +328,8 @@ export function readConfigFile(file: string, text = readFileSync(file, "utf8")):
 }
 
 /** parseArgs options for every serve flag, none with a default: a value present was given. */
-export function serveFlagOptions(): Record<string, { type: "string"; multiple?: boolean }> {
-  return Object.fromEntries(KEYS.map((key) => [flagOf(key), { type: "string" as const, ...(spec(key).type.multiple ? { multiple: true } : {}) }]));
+export function serveFlagOptions(): Record<string, { type: "string" | "boolean"; multiple?: boolean }> {
+  return Object.fromEntries(KEYS.map((key) => [flagOf(key), { type: spec(key).type.flag ? ("boolean" as const) : ("string" as const), ...(spec(key).type.multiple ? { multiple: true } : {}) }]));
 }
 
 /** The options given as flags (already parsed by parseArgs), validated; absent ones left out. */
@@ -372,6 +389,11 @@ export function defaultDataDir(): string {
   return join(homedir(), ".kpass");
 }
 
+function requireHostKubeconfig(file: string | undefined): string {
+  if (!file) throw new Error("--aggregated needs --host-kubeconfig: the kubeconfig of the host kube-apiserver");
+  return file;
+}
+
 /** What startServer needs, from the merged options. */
 export function serverConfig(o: ServeOptions): ServerConfig {
   return {
@@ -390,13 +412,14 @@ export function serverConfig(o: ServeOptions): ServerConfig {
     maxCertTtlMs: o.maxCertTtl,
     metrics: o.metrics === "on",
     metricsListen: o.metricsListen,
+    ...(o.aggregated ? { aggregated: { hostKubeconfig: requireHostKubeconfig(o.hostKubeconfig), refreshMs: o.hostRefresh } } : {}),
     audit: { file: o.audit === "file" || o.audit === "both", stdout: o.audit === "stdout" || o.audit === "both", maxBytes: o.auditMaxSize, maxBackups: o.auditMaxBackups },
   };
 }
 
 /** `[--listen HOST:PORT] [--san NAME]...`, wrapped to `width` with `indent` on continuation lines. */
 export function serveSynopsis(indent: string, width = 100): string {
-  const words = ["[--config FILE]", ...KEYS.map((key) => `[--${flagOf(key)} ${spec(key).type.metavar}]${spec(key).type.multiple ? "..." : ""}`)];
+  const words = ["[--config FILE]", ...KEYS.map((key) => `[--${flagOf(key)}${spec(key).type.flag ? "" : ` ${spec(key).type.metavar}`}]${spec(key).type.multiple ? "..." : ""}`)];
   const lines: string[] = [];
   let line = "";
   for (const word of words) {

@@ -12,6 +12,11 @@ export interface EdgeOptions {
    * (requests, does not require one) and hands what it presented to the connection. auth/ checks it.
    */
   clientCaPem?: string;
+  /**
+   * More CAs whose client certificates the listener asks for: in aggregated mode the host's
+   * requestheader (front-proxy) CA, so that the aggregator (Go) offers its certificate.
+   */
+  extraClientCaPems?: string[];
   handle: RequestHandler;
   upgrade: UpgradeHandler;
   /** Seconds a started request head may take to complete. */
@@ -30,9 +35,11 @@ export class Edge {
   private listener: TCPSocketListener<ClientConnection>;
   private readonly open = new Set<ClientConnection>();
   private tls: EdgeOptions["tls"];
+  private extraClientCas: string[];
 
   constructor(private readonly options: EdgeOptions) {
     this.tls = options.tls;
+    this.extraClientCas = options.extraClientCaPems ?? [];
     this.listener = this.listen(options.port);
   }
 
@@ -72,6 +79,13 @@ export class Edge {
     }
   }
 
+  /** New handshakes ask for certificates of these CAs too (the front-proxy CA changed); open connections keep theirs. */
+  setExtraClientCas(pems: string[]): void {
+    if (JSON.stringify(pems) === JSON.stringify(this.extraClientCas)) return;
+    this.extraClientCas = pems;
+    this.reloadTls(this.tls);
+  }
+
   /** Accepts no new connection; the open ones are left alone. */
   stopAccepting(): void {
     this.listener.stop(false);
@@ -99,6 +113,7 @@ export class Edge {
     };
     const open = this.open;
     const tlsOptions = this.tls;
+    const cas = [...(options.clientCaPem ? [options.clientCaPem] : []), ...this.extraClientCas];
     return Bun.listen<ClientConnection>({
     hostname: options.hostname,
     port,
@@ -109,7 +124,7 @@ export class Edge {
       cert: tlsOptions.cert,
       key: tlsOptions.key,
       ALPNProtocols: HTTP11_ALPN,
-      ...(options.clientCaPem ? { ca: options.clientCaPem, requestCert: true, rejectUnauthorized: false } : {}),
+      ...(cas.length > 0 ? { ca: cas.length === 1 ? cas[0] : cas, requestCert: true, rejectUnauthorized: false } : {}),
     },
     allowHalfOpen: true,
     socket: {

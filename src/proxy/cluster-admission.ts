@@ -6,6 +6,7 @@
  */
 import type { AuditEvent } from "../audit/audit-log.ts";
 import type { Authenticator } from "../auth/authenticate.ts";
+import { authorizeDelegatedProxy } from "../auth/authorize.ts";
 import type { Identity } from "../auth/identity.ts";
 import type { StreamLease } from "../auth/open-streams.ts";
 import { requestAttributes, type RequestAttributes } from "../auth/request-attributes.ts";
@@ -132,7 +133,7 @@ export class ClusterAdmission {
     try {
       // Who is asking comes first, as in kube-apiserver's filter chain: an anonymous request is
       // told 401 whatever else is wrong with it, and every later refusal names the pass.
-      const authenticated = await this.deps.authenticator.authenticateRequest(request.headers, request.clientCertificate);
+      const authenticated = await this.deps.authenticator.authenticateRequest(request.headers, request.clientCertificate, request.rawHeaders);
       identity = authenticated.identity;
       certificateSerial = authenticated.certificate?.serial;
       certificateNotAfter = authenticated.certificate?.notAfter;
@@ -140,7 +141,13 @@ export class ClusterAdmission {
       target = parseProxyTarget(request.target);
       checks.onTarget?.(target);
       if (!target) throw badRequest(`${request.target.slice(0, 256)} is not a cluster proxy path`);
-      const plan = planProxy(this.deps, identity, target, request);
+      // A host user (aggregated mode): the host decides, by SubjectAccessReview on clusters/proxy.
+      let hostAllowed = false;
+      if (identity.delegated) {
+        await authorizeDelegatedProxy(identity, target.cluster, { method: request.method, path: target.path, search: target.search, headers: request.headers, upgrade: request.upgrade });
+        hostAllowed = true;
+      }
+      const plan = planProxy(this.deps, identity, target, { ...request, hostAllowed });
       await checks.afterPlan?.(plan, identity);
       // A stream opened with a client certificate ends when the certificate does.
       const holds = checks.holdsStream(plan);

@@ -26,10 +26,10 @@ export interface ProxyPlan {
  * The single decision point for REST and upgrade requests alike: resolve the cluster, authorize
  * the caller, and build the outgoing headers (hygiene included).
  */
-export function planProxy(deps: ProxyDeps, identity: Identity, target: ProxyTarget, request: Pick<ProxyRequest, "method" | "headers" | "rawHeaders" | "upgrade">): ProxyPlan {
+export function planProxy(deps: ProxyDeps, identity: Identity, target: ProxyTarget, request: Pick<ProxyRequest, "method" | "headers" | "rawHeaders" | "upgrade" | "hostAllowed">): ProxyPlan {
   const cluster = deps.clusters.get(target.cluster);
   if (!cluster) throw notFound(CLUSTERS, target.cluster);
-  const decision = authorizeProxy(identity, cluster, { method: request.method, path: target.path, search: target.search, headers: request.headers, rawHeaders: request.rawHeaders, upgrade: request.upgrade });
+  const decision = authorizeProxy(identity, cluster, { method: request.method, path: target.path, search: target.search, headers: request.headers, rawHeaders: request.rawHeaders, upgrade: request.upgrade, hostAllowed: request.hostAllowed });
   const transport = deps.transports.for(cluster);
   const headers = upstreamHeaders(request.headers, transport, decision.impersonate, { keepUpgrade: request.upgrade, rawHeaders: request.rawHeaders });
   if (!request.upgrade && !headers.has("accept-encoding")) headers.set("accept-encoding", "identity");

@@ -5,6 +5,7 @@
  */
 import type { KpassApi } from "../api/router.ts";
 import type { Authenticator } from "../auth/authenticate.ts";
+import { authorizeDelegatedApi } from "../auth/kpass-access.ts";
 import type { RequestContext } from "../core/request-context.ts";
 import { asApiError, statusResponse } from "../core/status.ts";
 import { versionInfo } from "../api/discovery.ts";
@@ -36,7 +37,8 @@ export function createHandler(deps: HandlerDeps): (req: Request, context: ApiReq
         return Response.json(versionInfo());
     }
     if (isProxyTarget(context.target)) return deps.proxy(req, context);
-    const { identity, certificate } = await deps.authenticator.authenticateRequest(req.headers, context.clientCertificate);
+    const { identity, certificate } = await deps.authenticator.authenticateRequest(req.headers, context.clientCertificate, context.rawHeaders);
+    if (identity.delegated) await authorizeDelegatedApi(identity, req.method, path, context.target.slice(path.length + 1));
     return deps.api(req, identity, path, { sourceIP: context.sourceIP, clientCertificateSerial: certificate?.serial, credentialNotAfter: certificate?.notAfter });
   }
 

@@ -9,7 +9,8 @@ import type { KindEndpoint } from "../api/rest.ts";
 import { createKpassApi } from "../api/router.ts";
 import { SelfReviews } from "../api/self-reviews.ts";
 import { AuditLog } from "../audit/audit-log.ts";
-import { Authenticator } from "../auth/authenticate.ts";
+import { Authenticator, type HostAuthentication } from "../auth/authenticate.ts";
+import { DelegatedAuthorizer, FrontProxy, HostApi, HostTokenReviews, readHostKubeconfig } from "../auth/host.ts";
 import { ClientCertificateAuthority } from "../auth/client-certificates.ts";
 import { OpenStreams } from "../auth/open-streams.ts";
 import { loadOrCreateSigningKey } from "../auth/signing-key.ts";
@@ -61,6 +62,8 @@ export interface ServerConfig {
   metrics?: boolean;
   /** A loopback address serving plain-HTTP /metrics without authentication. */
   metricsListen?: { hostname: string; port: number };
+  /** Aggregated mode: kpass as an extension API server of the host kube-apiserver this kubeconfig reaches. */
+  aggregated?: { hostKubeconfig: string; refreshMs?: number };
 }
 
 export interface RunningServer {
@@ -117,6 +120,19 @@ function serveMetrics(listen: { hostname: string; port: number }, metrics: Metri
   return { hostname: listen.hostname, port: server.port ?? listen.port, stop: (force) => void server.stop(force) };
 }
 
+/** Aggregated mode: the host from its kubeconfig, and its front-proxy configuration read once before serving. */
+async function connectHost(kubeconfig: string): Promise<HostAuthentication & { api: HostApi }> {
+  const api = new HostApi(readHostKubeconfig(kubeconfig));
+  const frontProxy = new FrontProxy();
+  try {
+    await frontProxy.load(api);
+  } catch (error) {
+    throw new Error(`--aggregated: cannot read kube-system/extension-apiserver-authentication from the host: ${(error as Error).message}`);
+  }
+  if (!frontProxy.current) throw new Error("--aggregated: the host's kube-system/extension-apiserver-authentication has no requestheader-client-ca-file (is the aggregation layer enabled?)");
+  return { api, frontProxy, authorizer: new DelegatedAuthorizer(api), tokenReviews: new HostTokenReviews(api) };
+}
+
 export async function startServer(config: ServerConfig): Promise<RunningServer> {
   if (config.metricsListen && !isLoopback(config.metricsListen.hostname)) {
     throw new Error(`--metrics-listen: "${config.metricsListen.hostname}" is not a loopback address (127.0.0.0/8, ::1 or localhost): that port has no authentication; scrape the TLS port with a pass that may get /metrics instead`);
@@ -130,7 +146,8 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const streams = new OpenStreams(passes, { maxPerPass: config.maxStreamsPerPass ?? 1000 });
   // The client-signing CA is kpass's own, never the serving CA (which may be supplied by flags).
   const clientCa = await ClientCertificateAuthority.loadOrCreate(config.dataDir);
-  const authenticator = new Authenticator(tokens, passes, streams, clientCa);
+  const host = config.aggregated ? await connectHost(config.aggregated.hostKubeconfig) : undefined;
+  const authenticator = new Authenticator(tokens, passes, streams, clientCa, host);
   const audit = new AuditLog({ path: config.audit.file ? join(config.dataDir, "audit.log") : undefined, stdout: config.audit.stdout, maxBytes: config.audit.maxBytes, maxBackups: config.audit.maxBackups });
   const metrics = new Metrics({ clusters: () => clusters.list(), passes: () => passes.list(), servingCertificatePem: () => certificates.certPem, auditWriteErrors: () => audit.writeErrors });
   clusters.subscribe((event) => {
@@ -157,6 +174,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     port: config.port,
     tls: { cert: certificates.certPem, key: certificates.keyPem },
     clientCaPem: clientCa.certPem,
+    extraClientCaPems: host?.frontProxy.caPems,
     handle: handler,
     upgrade: createUpgradeHandler({ admission, headerTimeoutMs: config.upstreamTimeoutMs }),
     idleTimeoutSeconds: config.idleTimeoutSeconds,
@@ -164,6 +182,18 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       if (isProxyTarget(context.target)) void admission.refusedAtEdge(context.target, headers, context.sourceIP, error, context.clientCertificate);
     },
   });
+  if (host && config.aggregated) {
+    // The host may rotate its front-proxy CA or change the allowed names: read it again, and ask
+    // new handshakes for certificates of the new CA.
+    host.frontProxy.onChange(() => {
+      try {
+        edge.setExtraClientCas(host.frontProxy.caPems);
+      } catch (error) {
+        logger.warn(`kpass: could not take up the host's new front-proxy CA: ${(error as Error).message}`);
+      }
+    });
+    host.frontProxy.watch(host.api, config.aggregated.refreshMs ?? 30_000, (error) => logger.warn(`kpass: reading the host's ${"extension-apiserver-authentication"} ConfigMap: ${error.message}`));
+  }
   const metricsServer = config.metricsListen && serveMetrics(config.metricsListen, metrics);
   const url = listenUrl(config.hostname, edge.port);
   serverUrl ||= url;
@@ -188,6 +218,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       stopping = true;
       await shutdown({ edge, streams, audit, stopBackground: () => {
         prober.stop();
+        host?.frontProxy.stop();
         certificateWatch?.stop();
         metricsServer?.stop(true);
       }, log: (m) => logger.info(`kpass: ${m}`) }, graceMs, delayMs);
