@@ -42,6 +42,8 @@ export class OpenStreams {
   private readonly byPass = new Map<string, Set<Entry>>();
   /** Streams of host users (aggregated mode): no pass revokes them; shutdown ends them like the rest. */
   private readonly hostStreams = new Set<Entry>();
+  /** Host users' streams by user name, for the same bound per person as a pass has. */
+  private readonly byHostUser = new Map<string, Set<Entry>>();
   private readonly timer: ReturnType<typeof setInterval>;
 
   constructor(
@@ -89,9 +91,20 @@ export class OpenStreams {
 
   /** A lease for a host user's stream: not bound per pass (the host has its own limits), ended on shutdown. */
   leaseHost(identity: Identity, kind: StreamKind = "stream"): StreamLease {
+    const mine = this.byHostUser.get(identity.user) ?? new Set<Entry>();
+    if (this.options.maxPerPass > 0 && mine.size >= this.options.maxPerPass) {
+      throw new ApiError(429, "TooManyRequests", `user "${identity.user}" already holds ${mine.size} open watches and tunnels (the limit per person)`, { retryAfterSeconds: 10 });
+    }
     const entry: Entry = { identity, version: "", notAfter: undefined, kind, abort: new AbortController() };
     this.hostStreams.add(entry);
-    return { signal: entry.abort.signal, release: () => void this.hostStreams.delete(entry) };
+    mine.add(entry);
+    this.byHostUser.set(identity.user, mine);
+    const release = () => {
+      this.hostStreams.delete(entry);
+      mine.delete(entry);
+      if (mine.size === 0 && this.byHostUser.get(identity.user) === mine) this.byHostUser.delete(identity.user);
+    };
+    return { signal: entry.abort.signal, release };
   }
 
   /** Ends every open stream of `kind` (shutdown); returns how many it ended. */
@@ -100,6 +113,7 @@ export class OpenStreams {
     for (const entry of [...this.hostStreams]) {
       if (entry.kind !== kind) continue;
       this.hostStreams.delete(entry);
+      this.byHostUser.get(entry.identity.user)?.delete(entry);
       entry.abort.abort(new ApiError(503, "ServiceUnavailable", reason));
       ended++;
     }
