@@ -188,6 +188,34 @@ describe("upgrades through the aggregator", () => {
   });
 });
 
+describe("can-i and whoami by host users", () => {
+  for (const version of ["1.27", "1.33"] as const) {
+    test(`kubectl ${version}: can-i is the host's decision on clusters/proxy and the member cluster's together`, async () => {
+      const alice = host.userKubeconfig("alice-token", `${host.url}${CLUSTERS}/prod/proxy`);
+      const canI = (args: string[]) => runKubectl(version, ["--kubeconfig", alice, "auth", "can-i", ...args]);
+      // The host lets alice list on prod's proxy; the member cluster (no RBAC of its own) allows it.
+      const list = await canI(["list", "pods"]);
+      expect([list.exitCode, list.stdout.trim()]).toEqual([0, "yes"]);
+      // The host does not let alice delete through prod: kpass says no without asking the cluster.
+      const before = prod.requests.filter((r) => r.path.endsWith("/selfsubjectaccessreviews")).length;
+      const del = await canI(["delete", "pods"]);
+      expect(del.exitCode).toBe(1);
+      expect(del.stdout.trim()).toStartWith('no - the host does not allow delete on clusters/proxy "prod"');
+      expect(prod.requests.filter((r) => r.path.endsWith("/selfsubjectaccessreviews")).length).toBe(before);
+      // Someone the host lets nowhere near prod cannot ask at all.
+      const carol = await runKubectl(version, ["--kubeconfig", host.userKubeconfig("carol-token", `${host.url}${CLUSTERS}/prod/proxy`), "auth", "can-i", "list", "pods"]);
+      expect(carol.exitCode).not.toBe(0);
+      expect(carol.stderr).toContain("forbidden");
+      // whoami shows the host user as the member cluster sees it, with no pass named.
+      const who = await runKubectl(version, ["--kubeconfig", alice, "auth", "whoami", "-o", "json"]);
+      expect(who.exitCode, who.stderr).toBe(0);
+      const info = JSON.parse(who.stdout).status.userInfo;
+      expect(info.username).toBe("alice");
+      expect(info.extra?.["kpass.dev/pass"]).toBeUndefined();
+    }, 60_000);
+  }
+});
+
 describe("RBAC writes by host users", () => {
   test("are left to the member cluster, which sees the impersonated host user (no pass rules to check against)", async () => {
     const role = { apiVersion: "rbac.authorization.k8s.io/v1", kind: "Role", metadata: { name: "r", namespace: "default" }, rules: [{ apiGroups: [""], resources: ["pods"], verbs: ["get"] }] };

@@ -238,7 +238,9 @@ export function clusterProxyAttributes(cluster: string, verb: string): RequestAt
 export async function authorizeDelegatedProxy(identity: Identity, cluster: string, request: ProxyRequest): Promise<void> {
   if (!identity.delegated) return;
   const proxied = parseAttributes(request.method, request.path, request.search, request.upgrade);
-  const asked = clusterProxyAttributes(cluster, proxied.verb);
+  // A self review (can-i, whoami) needs only access to the cluster: its answer is narrowed to the
+  // host's decision for the verb it asks about (proxy/self-review.ts).
+  const asked = clusterProxyAttributes(cluster, isSelfReview(proxied) ? "get" : proxied.verb);
   const decision = await identity.delegated.authorize(asked);
   if (!decision.allowed) throw forbiddenRequest(identity.user, asked, decision.reason);
 }

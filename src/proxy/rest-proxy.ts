@@ -121,7 +121,7 @@ export function createRestProxy(options: RestProxyOptions): (req: Request, conte
         upstreamMs += performance.now() - sentAt;
       }
     };
-    const review = admitted.identity.delegated ? undefined : selfReviewKind(plan.decision.attributes);
+    const review = selfReviewKind(plan.decision.attributes);
     let response: Response;
     try {
       response = review ? await answerSelfReview(review, forwarded, admitted.identity, plan, send) : await send(forwarded);

@@ -5,7 +5,8 @@
  * is the cluster's answer, naming the pass in `extra` when the cluster sees the person.
  */
 import type { Identity } from "../auth/identity.ts";
-import { describeAttributes } from "../auth/request-attributes.ts";
+import { clusterProxyAttributes } from "../auth/authorize.ts";
+import { describeAttributes, type RequestAttributes } from "../auth/request-attributes.ts";
 import { narrowRules, passAllows, reviewedAttributes, type AccessReviewSpec, type RulesReviewStatus, type SelfReviewKind } from "../auth/self-review.ts";
 import { ApiError, badRequest } from "../core/status.ts";
 import { readBounded } from "./admission.ts";
@@ -70,12 +71,26 @@ function jsonResponse(value: unknown, status: number): Response {
   return new Response(JSON.stringify(value), { status, headers: { "content-type": "application/json" } });
 }
 
+/**
+ * Why kpass would refuse the request an access review asks about, or undefined when it would let
+ * it through: the pass's rules, or for a host user the host's decision on `clusters/proxy`.
+ */
+async function kpassRefusal(identity: Identity, plan: ProxyPlan, asked: RequestAttributes): Promise<string | undefined> {
+  const cluster = JSON.stringify(plan.cluster.metadata.name);
+  if (identity.delegated) {
+    const decision = await identity.delegated.authorize(clusterProxyAttributes(plan.cluster.metadata.name, asked.verb));
+    return decision.allowed ? undefined : `the host does not allow ${asked.verb} on clusters/proxy ${cluster}${decision.reason ? `: ${decision.reason}` : ""}`;
+  }
+  return passAllows(identity, asked) ? undefined : `the pass ${JSON.stringify(identity.pass)} does not allow ${describeAttributes(asked)} on cluster ${cluster}`;
+}
+
 async function accessReview(request: Request, identity: Identity, plan: ProxyPlan, send: Send): Promise<Response> {
   const { bytes, spec } = await readReview(request, "access");
   const asked = reviewedAttributes(spec);
   if (!asked) throw badRequest("spec.resourceAttributes or spec.nonResourceAttributes is required");
-  if (passAllows(identity, asked)) return send(resend(request, plan, bytes));
-  const reason = `the pass ${JSON.stringify(identity.pass)} does not allow ${describeAttributes(asked)} on cluster ${JSON.stringify(plan.cluster.metadata.name)}`;
+  const refusal = await kpassRefusal(identity, plan, asked);
+  if (refusal === undefined) return send(resend(request, plan, bytes));
+  const reason = refusal;
   return jsonResponse({ kind: "SelfSubjectAccessReview", apiVersion: reviewVersion(request), metadata: { creationTimestamp: null }, spec, status: { allowed: false, reason } }, 201);
 }
 
@@ -85,12 +100,15 @@ async function rulesReview(request: Request, identity: Identity, plan: ProxyPlan
   const { response, value: answer } = await readAnswer(await send(resend(request, plan, bytes)));
   const status = answer?.status as RulesReviewStatus | undefined;
   if (!answer || !status || !Array.isArray(status.resourceRules) || !Array.isArray(status.nonResourceRules)) return response;
-  return jsonResponse({ ...answer, status: narrowRules(status, identity, namespace) }, response.status);
+  // A host user's rules are the cluster's and, besides, the host's on clusters/proxy, which a
+  // rules review cannot express: the list is marked incomplete, as kube marks a partial one.
+  const narrowed = identity.delegated ? { ...status, incomplete: true } : narrowRules(status, identity, namespace);
+  return jsonResponse({ ...answer, status: narrowed }, response.status);
 }
 
 async function whoami(request: Request, identity: Identity, plan: ProxyPlan, send: Send): Promise<Response> {
   // Only when the cluster sees the person (kpass impersonates the pass's own user) is the pass theirs to name.
-  const seesPerson = plan.cluster.spec.impersonation === "user" && plan.decision.impersonate?.user === identity.user;
+  const seesPerson = !identity.delegated && plan.cluster.spec.impersonation === "user" && plan.decision.impersonate?.user === identity.user;
   // kubectl ≥ 1.33 prefers protobuf and accepts JSON too; kpass asks for the JSON it can add to.
   if (seesPerson && acceptsJson(request.headers.get("accept"))) plan.headers.set("accept", "application/json");
   const sent = await send(request);
