@@ -4,7 +4,7 @@ import type { Identity } from "../auth/identity.ts";
 import { authorizeKubeconfig } from "../auth/kpass-access.ts";
 import { buildKubeconfig } from "../auth/kubeconfig.ts";
 import type { TokenService } from "../auth/tokens.ts";
-import { GROUP_PREFIX, PASSES } from "../core/api-group.ts";
+import { PASSES, decodePathSegment, passSubresourceName } from "../core/api-group.ts";
 import type { Cluster } from "../core/cluster.ts";
 import type { Pass } from "../core/pass.ts";
 import { badRequest, methodNotAllowed, notFound } from "../core/status.ts";
@@ -20,7 +20,6 @@ export interface KubeconfigDeps {
   serverUrl(): string;
 }
 
-const ROUTE = new RegExp(`^${GROUP_PREFIX.replace(/\./g, "\\.")}/passes/([^/]+)/kubeconfig$`);
 
 export class Kubeconfigs {
   constructor(private readonly deps: KubeconfigDeps) {}
@@ -36,15 +35,10 @@ export class Kubeconfigs {
 
   /** Serves the kubeconfig route; undefined for any other path. */
   async route(req: Request, identity: Identity, path: string): Promise<Response | undefined> {
-    const m = ROUTE.exec(path);
-    if (!m) return undefined;
+    const encoded = passSubresourceName(path, "kubeconfig");
+    if (encoded === undefined) return undefined;
     if (req.method !== "GET") throw methodNotAllowed(req.method, path);
-    let name: string;
-    try {
-      name = decodeURIComponent(m[1]!);
-    } catch {
-      throw badRequest(`invalid percent-encoding in "${m[1]!.slice(0, 256)}"`);
-    }
+    const name = decodePathSegment(encoded);
     authorizeKubeconfig(identity, name);
     const pass = this.deps.passes.get(name);
     if (!pass) throw notFound(PASSES, name);

@@ -9,7 +9,7 @@ import { certificateNotAfter, readCertificateRequest, readExpirationSeconds } fr
 import type { ClientCertificateAuthority } from "../auth/client-certificates.ts";
 import type { Identity } from "../auth/identity.ts";
 import { authorizeCertificate } from "../auth/kpass-access.ts";
-import { API_VERSION, GROUP, GROUP_PREFIX, PASSES } from "../core/api-group.ts";
+import { API_VERSION, GROUP, PASSES, decodePathSegment, passSubresourceName } from "../core/api-group.ts";
 import type { Pass } from "../core/pass.ts";
 import { asApiError, badRequest, methodNotAllowed, notFound } from "../core/status.ts";
 import type { ObjectStore } from "../store/object-store.ts";
@@ -34,7 +34,6 @@ export interface PassCertificateDeps {
   audit: { record(event: AuditEvent): void };
 }
 
-const ROUTE = new RegExp(`^${GROUP_PREFIX.replace(/\./g, "\\.")}/passes/([^/]+)/certificate$`);
 
 /** RFC 3339 with whole seconds, as Kubernetes writes timestamps. */
 function timestamp(date: Date): string {
@@ -54,17 +53,13 @@ export class PassCertificates {
 
   /** Serves the certificate route; undefined for any other path. */
   async route(req: Request, identity: Identity, path: string, caller?: ApiCaller): Promise<Response | undefined> {
-    const m = ROUTE.exec(path);
-    if (!m) return undefined;
-    let name = m[1]!;
+    const encoded = passSubresourceName(path, "certificate");
+    if (encoded === undefined) return undefined;
+    let name = encoded;
     const startedAt = performance.now();
     try {
       if (req.method !== "POST") throw methodNotAllowed(req.method, path);
-      try {
-        name = decodeURIComponent(m[1]!);
-      } catch {
-        throw badRequest(`invalid percent-encoding in "${m[1]!.slice(0, 256)}"`);
-      }
+      name = decodePathSegment(encoded);
       authorizeCertificate(identity, name);
       const pass = this.deps.passes.get(name);
       if (!pass) throw notFound(PASSES, name);

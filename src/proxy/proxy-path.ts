@@ -4,7 +4,7 @@
  * and the audit log records exactly what the client sent.
  */
 import { badRequest } from "../core/status.ts";
-import { CLUSTERS_PREFIX } from "../core/api-group.ts";
+import { CLUSTERS_PREFIX, decodePathSegment } from "../core/api-group.ts";
 
 export interface ProxyTarget {
   cluster: string;
@@ -20,15 +20,6 @@ export function splitTarget(target: string): { path: string; search: string } {
   return q < 0 ? { path: target, search: "" } : { path: target.slice(0, q), search: target.slice(q) };
 }
 
-function decodeSegment(segment: string): string {
-  // Only an escape can make decoding differ or throw; names are almost never escaped.
-  if (!segment.includes("%")) return segment;
-  try {
-    return decodeURIComponent(segment);
-  } catch {
-    throw badRequest(`invalid percent-encoding in "${segment}"`);
-  }
-}
 
 function percentDecode(path: string): string {
   // Decode byte-wise without throwing on malformed escapes: an invalid "%zz" stays as it is.
@@ -61,7 +52,7 @@ export function parseProxyTarget(rawTarget: string): ProxyTarget | undefined {
   const rest = path.slice(CLUSTERS_PREFIX.length);
   const slash = rest.indexOf("/");
   if (slash < 0) return undefined;
-  const cluster = decodeSegment(rest.slice(0, slash));
+  const cluster = decodePathSegment(rest.slice(0, slash));
   const after = rest.slice(slash);
   if (after !== "/proxy" && !after.startsWith("/proxy/")) return undefined;
   const proxied = after.slice("/proxy".length) || "/";

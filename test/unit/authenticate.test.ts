@@ -16,26 +16,10 @@ import { roleRules } from "../../src/auth/roles.ts";
 import { loadOrCreateSigningKey, TOKEN_ALGORITHM, type SigningKey } from "../../src/auth/signing-key.ts";
 import { TOKEN_ISSUER, TokenService } from "../../src/auth/tokens.ts";
 import { API_VERSION } from "../../src/core/api-group.ts";
-import type { StoredObject } from "../../src/core/object.ts";
 import type { Pass, PassSpec } from "../../src/core/pass.ts";
 import { ApiError } from "../../src/core/status.ts";
-import { FilePersistence } from "../../src/store/file-persistence.ts";
+import { MemoryPersistence } from "../harness/memory-persistence.ts";
 import { ObjectStore, RevisionClock } from "../../src/store/object-store.ts";
-
-/** Keeps the store in memory: these tests are about authentication, not durability. */
-class MemoryPersistence extends FilePersistence {
-  constructor() {
-    super("/nonexistent/kpass-authenticate-test");
-  }
-  override async loadAll(_resource: string): Promise<StoredObject[]> {
-    return [];
-  }
-  override async write(_resource: string, _object: StoredObject): Promise<void> {}
-  override async remove(_resource: string, _name: string, _revision: number): Promise<void> {}
-  override async lastDeletedRevision(): Promise<number> {
-    return 0;
-  }
-}
 
 const dir = mkdtempSync(join(tmpdir(), "kpass-authenticate-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

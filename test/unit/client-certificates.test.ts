@@ -18,27 +18,12 @@ import type { Identity } from "../../src/auth/identity.ts";
 import { loadOrCreateSigningKey } from "../../src/auth/signing-key.ts";
 import { TokenService } from "../../src/auth/tokens.ts";
 import { API_VERSION } from "../../src/core/api-group.ts";
-import type { StoredObject } from "../../src/core/object.ts";
 import type { Pass, PassSpec } from "../../src/core/pass.ts";
 import type { ClientCertificate } from "../../src/core/request-context.ts";
 import { ApiError } from "../../src/core/status.ts";
 import { createCertificateAuthority, issueClientCertificate, type CertificateAndKey } from "../../src/edge/pki.ts";
-import { FilePersistence } from "../../src/store/file-persistence.ts";
+import { MemoryPersistence } from "../harness/memory-persistence.ts";
 import { ObjectStore, RevisionClock } from "../../src/store/object-store.ts";
-
-class MemoryPersistence extends FilePersistence {
-  constructor() {
-    super("/nonexistent/kpass-client-certificates-test");
-  }
-  override async loadAll(_resource: string): Promise<StoredObject[]> {
-    return [];
-  }
-  override async write(_resource: string, _object: StoredObject): Promise<void> {}
-  override async remove(_resource: string, _name: string, _revision: number): Promise<void> {}
-  override async lastDeletedRevision(): Promise<number> {
-    return 0;
-  }
-}
 
 const dir = mkdtempSync(join(tmpdir(), "kpass-client-certs-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
