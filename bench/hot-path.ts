@@ -5,6 +5,7 @@
  *
  * Run: bun bench/hot-path.ts [--iterations 50000] [--passes 10000]
  */
+import { FileSecrets } from "../src/store/secrets.ts";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,7 +21,8 @@ import { parseProxyTarget } from "../src/proxy/proxy-path.ts";
 import { upstreamHeaders } from "../src/proxy/upstream-headers.ts";
 import { isStreaming, requestTimeoutMs } from "../src/proxy/forward.ts";
 import { FilePersistence } from "../src/store/file-persistence.ts";
-import { ObjectStore, RevisionClock } from "../src/store/object-store.ts";
+import { ObjectStore } from "../src/store/object-store.ts";
+import { LocalBackend, RevisionClock } from "../src/store/local-backend.ts";
 import { createCertificateAuthority } from "../src/edge/pki.ts";
 import type { Cluster } from "../src/core/cluster.ts";
 import type { Pass } from "../src/core/pass.ts";
@@ -36,8 +38,8 @@ const dir = mkdtempSync(join(tmpdir(), "kpass-hot-path-"));
 try {
   const clock = new RevisionClock();
   const persistence = new FilePersistence(join(dir, "objects"));
-  const clusters = new ObjectStore<Cluster>("clusters", clock, persistence);
-  const passes = new ObjectStore<Pass>("passes", clock, persistence);
+  const clusters = new ObjectStore<Cluster>("clusters", new LocalBackend("clusters", clock, persistence));
+  const passes = new ObjectStore<Pass>("passes", new LocalBackend("passes", clock, persistence));
   await clusters.load();
   await passes.load();
   const ca = await createCertificateAuthority("hot-path-ca");
@@ -47,7 +49,7 @@ try {
     metadata: { name: "c1" },
     spec: { access: { endpoint: "https://127.0.0.1:6443", caBundle: Buffer.from(ca.certPem).toString("base64"), credential: { type: "ServiceAccountToken", serviceAccountToken: "t".repeat(900) } } },
   } as unknown as Cluster);
-  const tokens = new TokenService(await loadOrCreateSigningKey(join(dir, "key.jwk")));
+  const tokens = new TokenService(await loadOrCreateSigningKey(new FileSecrets(dir), "key.jwk"));
   let pass: Pass | undefined;
   for (let i = 0; i < PASSES; i++) {
     pass = await passes.create({ apiVersion: "cluster.kpass.dev/v1beta1", kind: "Pass", metadata: { name: `p${i}` }, spec: { user: `u${i}`, roles: ["view"], clusters: { names: ["c1"] } } } as unknown as Pass);

@@ -180,11 +180,15 @@ describe("Cluster API semantics", () => {
     expect(events.slice(0, count).every((e) => e.type === "ADDED")).toBe(true);
   });
 
-  test("objects are stored as 0600 files and survive a restart", async () => {
-    expect((await kpass.api("POST", CLUSTERS, clusterManifest("durable", fixture, { token: "fixture-token" }))).status).toBe(201);
+  test("objects are stored as sealed 0600 files and survive a restart", async () => {
+    expect((await kpass.api("POST", CLUSTERS, clusterManifest("durable", fixture, { token: "fixture-token-in-the-clear" }))).status).toBe(201);
     const file = join(kpass.dataDir, "objects", "clusters", "durable.json");
     expect(statSync(file).mode & 0o777).toBe(0o600);
-    expect(JSON.parse(readFileSync(file, "utf8")).metadata.name).toBe("durable");
+    // Sealed under the data directory's key: neither the credential nor the name is readable.
+    const stored = readFileSync(file, "latin1");
+    expect(stored.startsWith("kpass:enc:aesgcm:v1:")).toBe(true);
+    expect(stored).not.toContain("fixture-token-in-the-clear");
+    expect(stored).not.toContain("durable");
     const before = await (await kpass.api("GET", `${CLUSTERS}/durable`)).json();
     // The newest change before the restart is a deletion: its revision must not be reused.
     expect((await kpass.api("POST", CLUSTERS, clusterManifest("short-lived", fixture, { token: "t" }))).status).toBe(201);

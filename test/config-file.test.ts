@@ -67,6 +67,13 @@ function everyOption(dir: string, port: number): string {
     "aggregated: false",
     "hostKubeconfig: ./host.kubeconfig",
     "hostRefresh: 10s",
+    "store: file",
+    "etcdEndpoints: [https://10.0.0.5:2379, https://10.0.0.6:2379]",
+    "etcdPrefix: /kpass-test/",
+    "etcdCafile: ./etcd-ca.crt",
+    "etcdCertfile: ./etcd-client.crt",
+    "etcdKeyfile: ./etcd-client.key",
+    "encryptionKeyFile: ./encryption.key",
     "",
   ].join("\n");
 }
@@ -104,6 +111,13 @@ describe("kpass serve --config", () => {
       aggregated: false,
       hostKubeconfig: join(dir, "host.kubeconfig"),
       hostRefresh: "10s",
+      store: "file",
+      etcdEndpoints: ["https://10.0.0.5:2379", "https://10.0.0.6:2379"],
+      etcdPrefix: "/kpass-test/",
+      etcdCafile: join(dir, "etcd-ca.crt"),
+      etcdCertfile: join(dir, "etcd-client.crt"),
+      etcdKeyfile: join(dir, "etcd-client.key"),
+      encryptionKeyFile: join(dir, "encryption.key"),
     });
     // The test sets every key, so a new option without one here fails this test.
     expect(Object.keys(parse(shown.stdout)).sort()).toEqual(Object.keys(SERVE_OPTIONS).sort());
@@ -116,7 +130,7 @@ describe("kpass serve --config", () => {
     const dir = tempDir();
     const port = freePort();
     const file = join(dir, "kpass.yaml");
-    writeFileSync(file, everyOption(dir, port).split("\n").filter((line) => !/^(tlsCert|tlsKey|caCert):/.test(line)).join("\n"));
+    writeFileSync(file, everyOption(dir, port).split("\n").filter((line) => !/^(tlsCert|tlsKey|caCert|encryptionKeyFile):/.test(line)).join("\n"));
     const dataDir = join(dir, "state");
     const server = await startKpass({ harnessFlags: false, env: ENV, dataDir, args: ["--config", file] });
     expect(server.url).toBe(`https://127.0.0.1:${port}`);

@@ -122,6 +122,9 @@ function paginate<T extends StoredObject>(req: Request, items: T[]): { page: T[]
   return { page, continueToken: Buffer.from(page[page.length - 1]!.metadata.name).toString("base64url") };
 }
 
+/** Like kube-apiserver's watch cache, which waits up to 3 s for a resourceVersion it has not reached. */
+const FUTURE_REVISION_WAIT_MS = 3_000;
+
 function parseRevision(value: string | null): number | undefined {
   if (value === null || value === "" || value === "0") return undefined;
   const n = Number(value);
@@ -148,7 +151,10 @@ export async function listOrWatch<T extends StoredObject>(req: Request, endpoint
     const timeoutSeconds = Number.isFinite(asked) && asked > 0 ? asked : Math.round(MIN_REQUEST_TIMEOUT_SECONDS * (1 + Math.random()));
     const lease = viewer.openStream?.(notAfter);
     const signal = lease ? AbortSignal.any([req.signal, lease.signal]) : req.signal;
-    return watchResponse(store, { fromRevision: parseRevision(q.get("resourceVersion")), present, timeoutSeconds, signal, onEnd: lease?.release });
+    const fromRevision = parseRevision(q.get("resourceVersion"));
+    // A resourceVersion another replica handed out a moment ago: wait (briefly) until this one has seen it.
+    if (fromRevision !== undefined && fromRevision > store.revision) await store.reached(fromRevision, FUTURE_REVISION_WAIT_MS);
+    return watchResponse(store, { fromRevision, present, timeoutSeconds, signal, onEnd: lease?.release });
   }
   const revision = String(store.revision);
   const { page, continueToken } = paginate(req, store.list().filter(include));

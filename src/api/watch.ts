@@ -40,8 +40,17 @@ export function watchResponse<T extends StoredObject>(store: ObjectStore<T>, opt
         options.signal.removeEventListener("abort", finish);
       };
       stop = finish;
+      const close = () => {
+        finish();
+        try {
+          controller.close();
+        } catch {
+          // already closed
+        }
+      };
       try {
-        watch = store.watch(options.fromRevision, send);
+        // The store ends the watch when its feed had to start over: the client re-lists, as after a 410.
+        watch = store.watch(options.fromRevision, send, close);
       } catch (error) {
         controller.enqueue(encoder.encode(JSON.stringify({ type: "ERROR", object: asApiError(error).toStatus() }) + "\n"));
         controller.close();
@@ -49,23 +58,9 @@ export function watchResponse<T extends StoredObject>(store: ObjectStore<T>, opt
         return;
       }
       // The client went away or the pass was revoked: end the stream (a revoked client re-watches and is refused).
-      options.signal.addEventListener("abort", () => {
-        finish();
-        try {
-          controller.close();
-        } catch {
-          // already closed
-        }
-      }, { once: true });
+      options.signal.addEventListener("abort", close, { once: true });
       if (options.timeoutSeconds && options.timeoutSeconds > 0) {
-        timer = setTimeout(() => {
-          finish();
-          try {
-            controller.close();
-          } catch {
-            // already closed by a cancelled client
-          }
-        }, options.timeoutSeconds * 1000);
+        timer = setTimeout(close, options.timeoutSeconds * 1000);
       }
     },
     cancel() {

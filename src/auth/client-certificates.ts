@@ -11,10 +11,8 @@
  * `authorized` flag is not consulted; the signature, issuer, validity window, basic constraints
  * and extended key usage (clientAuth) are checked here.
  */
-import { existsSync } from "node:fs";
-import { readFile, writeFile } from "node:fs/promises";
-import { join } from "node:path";
 import type * as X509 from "@peculiar/x509";
+import { loadOrCreatePair, type SecretStore } from "../store/secrets.ts";
 import type { Pass } from "../core/pass.ts";
 import type { ClientCertificate } from "../core/request-context.ts";
 import { BACKDATE_MS, createCertificateAuthority, fromPem, KEY_ALGORITHM, loadX509, randomSerial, SIGNING_ALGORITHM, type CertificateAndKey, type X509Module } from "./pki.ts";
@@ -50,21 +48,8 @@ export interface IssuedCertificate {
   notAfter: Date;
 }
 
-/** The client-signing CA's files in the data directory. */
+/** The client-signing CA's names among kpass's secrets (files of the data directory, or etcd keys). */
 export const CLIENT_CA_FILES = { cert: "client-ca.crt", key: "client-ca.key" } as const;
-
-async function loadOrCreatePair(dataDir: string): Promise<CertificateAndKey> {
-  const certPath = join(dataDir, CLIENT_CA_FILES.cert);
-  const keyPath = join(dataDir, CLIENT_CA_FILES.key);
-  const hasCert = existsSync(certPath);
-  const hasKey = existsSync(keyPath);
-  if (hasCert && hasKey) return { certPem: await readFile(certPath, "utf8"), keyPem: await readFile(keyPath, "utf8") };
-  if (hasCert || hasKey) throw new Error(`${hasCert ? keyPath : certPath} is missing: the client CA needs both ${CLIENT_CA_FILES.cert} and ${CLIENT_CA_FILES.key}`);
-  const pair = await createCertificateAuthority("kpass-client-ca");
-  await writeFile(keyPath, pair.keyPem, { mode: 0o600, flag: "wx" });
-  await writeFile(certPath, pair.certPem, { mode: 0o644, flag: "wx" });
-  return pair;
-}
 
 /** Whole bytes of hex, upper case: the spelling of `openssl x509 -noout -serial` and of Bun's peer certificate. */
 function upperSerial(hex: string): string {
@@ -88,9 +73,9 @@ export class ClientCertificateAuthority {
     private readonly keyId: string,
   ) {}
 
-  /** Loads the CA from `<dataDir>/client-ca.{crt,key}`, creating it on first start (key mode 0600). */
-  static async loadOrCreate(dataDir: string): Promise<ClientCertificateAuthority> {
-    return ClientCertificateAuthority.fromPair(await loadOrCreatePair(dataDir));
+  /** Loads the CA (`client-ca.{crt,key}`), creating it on first start. */
+  static async loadOrCreate(secrets: SecretStore): Promise<ClientCertificateAuthority> {
+    return ClientCertificateAuthority.fromPair(await loadOrCreatePair(secrets, CLIENT_CA_FILES, () => createCertificateAuthority("kpass-client-ca")));
   }
 
   static async fromPair(pair: CertificateAndKey): Promise<ClientCertificateAuthority> {

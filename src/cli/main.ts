@@ -9,6 +9,7 @@ import { ConfigFileError, configExample, defaultDataDir, parseServeArgs, serveHe
 import { notifyReady } from "./sd-notify.ts";
 import { systemdUnit } from "./systemd-unit.ts";
 import { reloadSettings } from "./settings-reload.ts";
+import { STORE_USAGE, storeCommand } from "./store-command.ts";
 
 const USAGE = `kpass ${KPASS_VERSION} — one gateway, one credential per person, plain kubectl
 
@@ -23,6 +24,7 @@ Usage:
   kpass kubeconfig PASS [--context NAME] [--cert [--cert-ttl 24h]]
   kpass apiservice [--service-namespace kpass] [--service-name kpass] [--service-port 443] [--target-port 8443]
                    [--user NAME] [--ca-cert FILE]   (APIService, Service, host RBAC for aggregated mode)
+${STORE_USAGE}
 
 \`kpass serve --help\` lists every serve flag, its config file key and default.
 Client commands talk to a running kpass with --admin-kubeconfig (default <data>/admin.kubeconfig).
@@ -60,7 +62,7 @@ async function serve(args: string[]): Promise<void> {
       (error: Error) => logger.error(`serving certificate not reloaded, the old one stays: ${error.message}`),
     );
   });
-  logger.info(`kpass ${KPASS_VERSION} listening on ${server.url}`, { data: config.dataDir, store: "file" });
+  logger.info(`kpass ${KPASS_VERSION} listening on ${server.url}`, { data: config.dataDir, store: config.etcd ? "etcd" : "file" });
   if (server.metricsUrl) logger.info(`metrics (no authentication, loopback): ${server.metricsUrl}`);
   logger.info(`admin kubeconfig: ${server.adminKubeconfigPath}`);
   logger.info(`try: kubectl --kubeconfig ${server.adminKubeconfigPath} get clusters`);
@@ -250,6 +252,8 @@ async function main(argv: string[]): Promise<void> {
       return kubeconfig(argv.slice(1));
     case "apiservice":
       return apiservice(argv.slice(1));
+    case "store":
+      return storeCommand(sub, rest);
     case undefined:
     case "help":
     case "--help":

@@ -238,6 +238,16 @@ export const SERVE_OPTIONS = {
   aggregated: { type: boolean, default: "false", help: "also serve as an extension API server of the host kube-apiserver (needs hostKubeconfig)" },
   hostKubeconfig: { type: path, defaultText: "none", example: "/etc/kpass/host.kubeconfig", help: "kubeconfig of the host kube-apiserver kpass extends in aggregated mode" },
   hostRefresh: { type: duration, default: "30s", help: "aggregated mode: how often the host's extension-apiserver-authentication ConfigMap is read again" },
+  // Scale-out: replicas sharing one etcd; the file store stays the default.
+  store: { type: oneOf("file", "etcd"), default: "file", help: "where objects and shared secrets live: files in the data directory, or etcd shared by replicas" },
+  etcdEndpoints: { type: list, default: [], example: "https://10.0.0.5:2379", help: "etcd client URLs (comma-separated or repeated), for store etcd" },
+  etcdPrefix: { type: stringType("PREFIX", (text) => {
+    if (!text.startsWith("/") || !text.endsWith("/")) throw new Error(`"${text}" must start and end with /`);
+  }), default: "/kpass/", help: "key prefix of kpass's data in etcd" },
+  etcdCafile: { type: path, defaultText: "the system's roots", example: "/etc/kpass/etcd-ca.crt", help: "CA (PEM) of etcd's serving certificates" },
+  etcdCertfile: { type: path, defaultText: "none", example: "/etc/kpass/etcd-client.crt", help: "client certificate (PEM) kpass presents to etcd; needs etcdKeyfile" },
+  etcdKeyfile: { type: path, defaultText: "none", example: "/etc/kpass/etcd-client.key", help: "private key (PEM) of etcdCertfile" },
+  encryptionKeyFile: { type: path, defaultText: "<data>/encryption.key, created on first start (store file only)", example: "/etc/kpass/encryption.key", help: "AES-256-GCM keys sealing every stored secret, one `id:base64` a line; the first seals" },
 } satisfies Record<string, OptionSpec<unknown>>;
 
 type Options = typeof SERVE_OPTIONS;
@@ -394,6 +404,15 @@ function requireHostKubeconfig(file: string | undefined): string {
   return file;
 }
 
+function etcdConfig(o: ServeOptions): NonNullable<ServerConfig["etcd"]> {
+  const endpoints = o.etcdEndpoints.flatMap((e) => e.split(",")).map((e) => e.trim()).filter(Boolean);
+  if (endpoints.length === 0) throw new Error("--store etcd needs --etcd-endpoints: the client URLs of etcd");
+  for (const endpoint of endpoints) if (!/^https?:\/\/[^/]+\/?$/.test(endpoint)) throw new Error(`--etcd-endpoints: "${endpoint}" is not a URL such as https://10.0.0.5:2379`);
+  if (!o.encryptionKeyFile) throw new Error("--store etcd needs --encryption-key-file: secrets in a shared store are sealed with a key every replica holds, and kpass does not keep it in etcd beside them");
+  if (Boolean(o.etcdCertfile) !== Boolean(o.etcdKeyfile)) throw new Error("--etcd-certfile and --etcd-keyfile must be given together");
+  return { endpoints, prefix: o.etcdPrefix, caFile: o.etcdCafile, certFile: o.etcdCertfile, keyFile: o.etcdKeyfile };
+}
+
 /** What startServer needs, from the merged options. */
 export function serverConfig(o: ServeOptions): ServerConfig {
   return {
@@ -413,6 +432,8 @@ export function serverConfig(o: ServeOptions): ServerConfig {
     metrics: o.metrics === "on",
     metricsListen: o.metricsListen,
     ...(o.aggregated ? { aggregated: { hostKubeconfig: requireHostKubeconfig(o.hostKubeconfig), refreshMs: o.hostRefresh } } : {}),
+    encryptionKeyFile: o.encryptionKeyFile,
+    ...(o.store === "etcd" ? { etcd: etcdConfig(o) } : {}),
     audit: { file: o.audit === "file" || o.audit === "both", stdout: o.audit === "stdout" || o.audit === "both", maxBytes: o.auditMaxSize, maxBackups: o.auditMaxBackups },
   };
 }

@@ -151,6 +151,9 @@ export function invalid(gk: GroupKind, name: string, causes: StatusCause[]): Api
   });
 }
 
+/** Like apimachinery's NewServiceUnavailable: kpass is up, something it needs is not (etcd). */
+export const serviceUnavailable = (message: string) => new ApiError(503, "ServiceUnavailable", message);
+
 export function internalError(message: string): ApiError {
   return new ApiError(500, "InternalError", message);
 }

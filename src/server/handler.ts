@@ -3,6 +3,7 @@
  * (no credential), cluster-bound requests (admitted and forwarded by the REST proxy), and then
  * kpass's own API after authentication. Every error becomes a Status response here.
  */
+import type { StoreHealth } from "../store/backend.ts";
 import type { KpassApi } from "../api/router.ts";
 import type { Authenticator } from "../auth/authenticate.ts";
 import { authorizeDelegatedApi } from "../auth/kpass-access.ts";
@@ -21,6 +22,21 @@ export interface HandlerDeps {
   observe?: (status: number) => void;
   /** False once shutdown began: /readyz says so first, so load balancers stop sending. */
   ready?: () => boolean;
+  /** Whether the store takes writes now (etcd reachable); /readyz reports it. */
+  storeHealth?: () => StoreHealth;
+}
+
+/**
+ * /readyz: 503 once shutdown began. A store that cannot take writes (etcd unreachable) leaves kpass
+ * ready — authentication, the proxy and reads are served from memory — and the body says so, so a
+ * load balancer keeps the replica and an operator sees why writes fail.
+ */
+function readyz(deps: HandlerDeps): Response {
+  const text = { "content-type": "text/plain; charset=utf-8" };
+  if (deps.ready && !deps.ready()) return new Response("shutting down", { status: 503, headers: text });
+  const store = deps.storeHealth?.();
+  if (!store || store.writable) return new Response("ok", { headers: text });
+  return new Response(`[+]ping ok\n[-]store degraded: ${store.detail ?? "writes refused"}\nreadyz check passed: serving from memory\n`, { headers: text });
 }
 
 export function createHandler(deps: HandlerDeps): (req: Request, context: ApiRequestContext) => Promise<Response> {
@@ -28,8 +44,7 @@ export function createHandler(deps: HandlerDeps): (req: Request, context: ApiReq
     const path = context.target.split("?")[0]!;
     switch (path) {
       case "/readyz":
-        if (deps.ready && !deps.ready()) return new Response("shutting down", { status: 503, headers: { "content-type": "text/plain" } });
-        return new Response("ok", { headers: { "content-type": "text/plain" } });
+        return readyz(deps);
       case "/healthz":
       case "/livez":
         return new Response("ok", { headers: { "content-type": "text/plain" } });

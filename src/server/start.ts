@@ -28,10 +28,9 @@ import { HealthProber } from "../proxy/health-prober.ts";
 import { budgetConnections } from "../proxy/http1-client.ts";
 import { isProxyTarget } from "../proxy/proxy-path.ts";
 import { createRestProxy } from "../proxy/rest-proxy.ts";
-import { FilePersistence } from "../store/file-persistence.ts";
-import { ObjectStore, RevisionClock } from "../store/object-store.ts";
 import { ensureAdminPass, writeAdminKubeconfig } from "./admin-kubeconfig.ts";
 import { createHandler } from "./handler.ts";
+import { openStorage, type EtcdStoreConfig } from "./storage.ts";
 import { Metrics } from "./metrics.ts";
 import { shutdown } from "./shutdown.ts";
 import { watchCertificateFiles } from "./certificate-watch.ts";
@@ -39,6 +38,10 @@ import { logger } from "../core/log.ts";
 
 export interface ServerConfig {
   dataDir: string;
+  /** The encryption key file (default: `<dataDir>/encryption.key`, made on first start). */
+  encryptionKeyFile?: string;
+  /** Objects and shared secrets in etcd instead of the data directory. */
+  etcd?: EtcdStoreConfig;
   hostname: string;
   port: number;
   sans: string[];
@@ -79,16 +82,6 @@ export interface RunningServer {
   reloadCertificates(): Promise<void>;
   /** Settings that change without a restart (SIGHUP with a config file). */
   applySettings(settings: { maxStreamsPerPass: number }): void;
-}
-
-async function openStores(dataDir: string): Promise<{ clusters: ObjectStore<Cluster>; passes: ObjectStore<Pass> }> {
-  const persistence = new FilePersistence(join(dataDir, "objects"));
-  const clock = new RevisionClock();
-  const clusters = new ObjectStore<Cluster>("clusters", clock, persistence);
-  const passes = new ObjectStore<Pass>("passes", clock, persistence);
-  await clusters.load();
-  await passes.load();
-  return { clusters, passes };
 }
 
 function listenUrl(hostname: string, port: number): string {
@@ -138,20 +131,24 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     throw new Error(`--metrics-listen: "${config.metricsListen.hostname}" is not a loopback address (127.0.0.0/8, ::1 or localhost): that port has no authentication; scrape the TLS port with a pass that may get /metrics instead`);
   }
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
-  const certificateOptions = { dataDir: config.dataDir, sans: config.sans, certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, caFile: config.caFile };
+  const storage = await openStorage(config);
+  const { clusters, passes } = storage;
+  const certificateOptions = { shared: storage.shared, local: storage.local, sans: config.sans, certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, caFile: config.caFile };
   const certificates = await loadServingCertificates(certificateOptions);
-  const tokens = new TokenService(await loadOrCreateSigningKey(join(config.dataDir, "token-signing.jwk")));
-  const { clusters, passes } = await openStores(config.dataDir);
+  const tokens = new TokenService(await loadOrCreateSigningKey(storage.shared));
   const transports = new ClusterTransports({ connectTimeoutMs: config.connectTimeoutMs ?? Math.min(config.upstreamTimeoutMs, 10_000) });
   const streams = new OpenStreams(passes, { maxPerPass: config.maxStreamsPerPass ?? 1000 });
   // The client-signing CA is kpass's own, never the serving CA (which may be supplied by flags).
-  const clientCa = await ClientCertificateAuthority.loadOrCreate(config.dataDir);
+  const clientCa = await ClientCertificateAuthority.loadOrCreate(storage.shared);
   const host = config.aggregated ? await connectHost(config.aggregated.hostKubeconfig) : undefined;
   const authenticator = new Authenticator(tokens, passes, streams, clientCa, host);
   const audit = new AuditLog({ path: config.audit.file ? join(config.dataDir, "audit.log") : undefined, stdout: config.audit.stdout, maxBytes: config.audit.maxBytes, maxBackups: config.audit.maxBackups });
   const metrics = new Metrics({ clusters: () => clusters.list(), passes: () => passes.list(), servingCertificatePem: () => certificates.certPem, auditWriteErrors: () => audit.writeErrors });
   clusters.subscribe((event) => {
-    if (event.type === "DELETED") metrics.forgetCluster(event.object.metadata.name);
+    if (event.type !== "DELETED") return;
+    metrics.forgetCluster(event.object.metadata.name);
+    // Here, not in the prober: on a replica that does not run the prober too.
+    transports.forget(event.object.metadata.name);
   });
   let serverUrl = config.externalUrl ?? "";
   let stopping = false;
@@ -166,6 +163,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     api: createKpassApi({ endpoints, kubeconfigs, passCertificates: new PassCertificates({ passes, clientCa, maxTtlMs: config.maxCertTtlMs ?? 24 * 3_600_000, audit }), selfReviews: new SelfReviews(clusters), metrics: () => metrics.render() }),
     observe: (status) => metrics.observe(status),
     ready: () => !stopping,
+    storeHealth: () => storage.health(),
   });
   const descriptors = await raiseDescriptorLimit();
   if (descriptors !== undefined) logger.info(`kpass: descriptor limit ${descriptors}: room for ${budgetConnections(descriptors)} concurrent connections to clusters`);
@@ -189,10 +187,10 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       try {
         edge.setExtraClientCas(host.frontProxy.caPems);
       } catch (error) {
-        logger.warn(`kpass: could not take up the host's new front-proxy CA: ${(error as Error).message}`);
+        logger.warn(`could not take up the host's new front-proxy CA: ${(error as Error).message}`);
       }
     });
-    host.frontProxy.watch(host.api, config.aggregated.refreshMs ?? 30_000, (error) => logger.warn(`kpass: reading the host's ${"extension-apiserver-authentication"} ConfigMap: ${error.message}`));
+    host.frontProxy.watch(host.api, config.aggregated.refreshMs ?? 30_000, (error) => logger.warn(`reading the host's ${"extension-apiserver-authentication"} ConfigMap: ${error.message}`));
   }
   const metricsServer = config.metricsListen && serveMetrics(config.metricsListen, metrics);
   const url = listenUrl(config.hostname, edge.port);
@@ -201,7 +199,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   // Rewritten (atomically) on every start so it always names the address kpass listens on now;
   // a current-context the user chose is kept while that context exists, else it is `kpass`.
   await writeAdminKubeconfig(adminKubeconfigPath, await kubeconfigs.forPass(await ensureAdminPass(passes)));
-  const prober = new HealthProber(clusters, transports, config.probeIntervalMs, Math.min(config.upstreamTimeoutMs, 10_000));
+  const prober = storage.elect("prober", new HealthProber(clusters, transports, config.probeIntervalMs, Math.min(config.upstreamTimeoutMs, 10_000)));
   prober.start();
   const reloadCertificates = async () => {
     const next = await loadServingCertificates(certificateOptions);
@@ -217,10 +215,11 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       if (stopping) return;
       stopping = true;
       await shutdown({ edge, streams, audit, stopBackground: () => {
-        prober.stop();
+        void prober.stop();
         host?.frontProxy.stop();
         certificateWatch?.stop();
         metricsServer?.stop(true);
+        storage.stop();
       }, log: (m) => logger.info(`kpass: ${m}`) }, graceMs, delayMs);
     },
     reloadCertificates,

@@ -3,14 +3,18 @@ import { join } from "node:path";
 import { isDnsSubdomain, type StoredObject } from "../core/object.ts";
 import { internalError } from "../core/status.ts";
 import { logger } from "../core/log.ts";
+import { UnknownKeyError, type KeyRing } from "./encryption.ts";
 
 /**
- * One JSON file per object under `<root>/<resource>/`. A write is durable before it returns:
- * temp file, fsync, rename over the old file, fsync the directory. Files are 0600 because
- * Cluster objects hold credentials.
+ * One file per object under `<root>/<resource>/`: its JSON, sealed with the key ring when there is
+ * one. A write is durable before it returns: temp file, fsync, rename over the old file, fsync the
+ * directory. Files are 0600 because Cluster objects hold credentials.
  */
 export class FilePersistence {
-  constructor(private readonly root: string) {}
+  constructor(
+    private readonly root: string,
+    private readonly keys?: KeyRing,
+  ) {}
 
   private directory(resource: string): string {
     return join(this.root, resource);
@@ -27,14 +31,36 @@ export class FilePersistence {
     const objects: StoredObject[] = [];
     for (const file of await readdir(dir)) {
       if (!file.endsWith(".json") || file.startsWith(".")) continue;
-      const object = await readObject(join(dir, file), file.slice(0, -".json".length));
-      if (object) objects.push(object);
+      const read = await this.readObject(resource, join(dir, file), file.slice(0, -".json".length));
+      if (!read) continue;
+      objects.push(read.object);
+      // Written in clear (before encryption) or under an older key: sealed again now, not at its next change.
+      if (read.reseal) await this.write(resource, read.object);
     }
     return objects;
   }
 
   write(resource: string, object: StoredObject): Promise<void> {
-    return this.writeAtomically(this.directory(resource), fileName(object.metadata.name), JSON.stringify(object, null, 2));
+    const text = new TextEncoder().encode(JSON.stringify(object, null, 2));
+    return this.writeAtomically(this.directory(resource), fileName(object.metadata.name), this.keys ? this.keys.seal(text, `${resource}/${object.metadata.name}`) : text);
+  }
+
+  private async readObject(resource: string, path: string, name: string): Promise<{ object: StoredObject; reseal: boolean } | undefined> {
+    let problem: string;
+    try {
+      const bytes = new Uint8Array(await readFile(path));
+      const opened = this.keys ? this.keys.open(bytes, `${resource}/${name}`) : { plain: bytes };
+      const object = JSON.parse(new TextDecoder().decode(opened.plain)) as StoredObject | null;
+      if (object && typeof object === "object" && object.metadata?.name === name && isDnsSubdomain(name)) return { object, reseal: this.keys ? this.keys.stale(opened) : false };
+      problem = "not an object named like its file";
+    } catch (error) {
+      // A key missing from the key file is not damage: refuse to start rather than set the file aside.
+      if (error instanceof UnknownKeyError) throw error;
+      problem = (error as Error).message;
+    }
+    logger.warn(`${path}: ${problem}; moved aside to ${path}.corrupt, not loaded`);
+    await rename(path, `${path}.corrupt`).catch((error: Error) => logger.error(`could not move ${path} aside: ${error.message}`));
+    return undefined;
   }
 
   /**
@@ -57,7 +83,7 @@ export class FilePersistence {
     }
   }
 
-  private async writeAtomically(dir: string, file: string, content: string): Promise<void> {
+  private async writeAtomically(dir: string, file: string, content: string | Uint8Array): Promise<void> {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const target = join(dir, file);
     const temp = join(dir, `.${file}.${process.pid}.${crypto.randomUUID()}.tmp`);
@@ -82,20 +108,6 @@ export class FilePersistence {
 function fileName(name: string): string {
   if (!isDnsSubdomain(name)) throw internalError(`refusing to store an object named ${JSON.stringify(name.slice(0, 256))}: not a DNS subdomain`);
   return `${name}.json`;
-}
-
-async function readObject(path: string, name: string): Promise<StoredObject | undefined> {
-  let problem: string;
-  try {
-    const object = JSON.parse(await readFile(path, "utf8")) as StoredObject | null;
-    if (object && typeof object === "object" && object.metadata?.name === name && isDnsSubdomain(name)) return object;
-    problem = "not an object named like its file";
-  } catch (error) {
-    problem = (error as Error).message;
-  }
-  logger.warn(`${path}: ${problem}; moved aside to ${path}.corrupt, not loaded`);
-  await rename(path, `${path}.corrupt`).catch((error: Error) => logger.error(`could not move ${path} aside: ${error.message}`));
-  return undefined;
 }
 
 async function syncDirectory(dir: string): Promise<void> {

@@ -3,6 +3,7 @@
  * ObjectStore, so that revocation (delete, re-create, expiry) is exercised the way it happens in
  * production: by changing the store, never by touching the token.
  */
+import { FileSecrets } from "../../src/store/secrets.ts";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -19,7 +20,8 @@ import { API_VERSION } from "../../src/core/api-group.ts";
 import type { Pass, PassSpec } from "../../src/core/pass.ts";
 import { ApiError } from "../../src/core/status.ts";
 import { MemoryPersistence } from "../harness/memory-persistence.ts";
-import { ObjectStore, RevisionClock } from "../../src/store/object-store.ts";
+import { ObjectStore } from "../../src/store/object-store.ts";
+import { LocalBackend, RevisionClock } from "../../src/store/local-backend.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "kpass-authenticate-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -31,10 +33,10 @@ let passes: ObjectStore<Pass>;
 let authenticator: Authenticator;
 
 beforeAll(async () => {
-  key = await loadOrCreateSigningKey(join(dir, "signing-key.json"));
-  otherKey = await loadOrCreateSigningKey(join(dir, "other-signing-key.json"));
+  key = await loadOrCreateSigningKey(new FileSecrets(dir), "signing-key.json");
+  otherKey = await loadOrCreateSigningKey(new FileSecrets(dir), "other-signing-key.json");
   tokens = new TokenService(key);
-  passes = new ObjectStore<Pass>("passes", new RevisionClock(), new MemoryPersistence());
+  passes = new ObjectStore<Pass>("passes", new LocalBackend("passes", new RevisionClock(), new MemoryPersistence()));
   authenticator = new Authenticator(tokens, passes);
 });
 

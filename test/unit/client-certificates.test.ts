@@ -4,6 +4,7 @@
  * the chain check against the client CA (a foreign CA with the very same name is not it), and
  * authentication by certificate against a real ObjectStore (delete, re-create, expiry, token wins).
  */
+import { FileSecrets } from "../../src/store/secrets.ts";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { X509Certificate } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
@@ -23,7 +24,8 @@ import type { ClientCertificate } from "../../src/core/request-context.ts";
 import { ApiError } from "../../src/core/status.ts";
 import { createCertificateAuthority, issueClientCertificate, type CertificateAndKey } from "../../src/edge/pki.ts";
 import { MemoryPersistence } from "../harness/memory-persistence.ts";
-import { ObjectStore, RevisionClock } from "../../src/store/object-store.ts";
+import { ObjectStore } from "../../src/store/object-store.ts";
+import { LocalBackend, RevisionClock } from "../../src/store/local-backend.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "kpass-client-certs-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -64,8 +66,8 @@ let p256: { csrPem: string; keyPem: string };
 beforeAll(async () => {
   caPair = await createCertificateAuthority("kpass-client-ca");
   ca = await ClientCertificateAuthority.fromPair(caPair);
-  passes = new ObjectStore<Pass>("passes", new RevisionClock(), new MemoryPersistence());
-  tokens = new TokenService(await loadOrCreateSigningKey(join(dir, "signing.jwk")));
+  passes = new ObjectStore<Pass>("passes", new LocalBackend("passes", new RevisionClock(), new MemoryPersistence()));
+  tokens = new TokenService(await loadOrCreateSigningKey(new FileSecrets(dir), "signing.jwk"));
   authenticator = new Authenticator(tokens, passes, undefined, ca);
   p256 = opensslCsr("p256", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"], "/CN=admin/O=system:masters");
 });
@@ -82,10 +84,10 @@ describe("the client CA on disk", () => {
   test("created on first start with its key 0600, reused afterwards", async () => {
     const data = join(dir, "data");
     Bun.spawnSync(["mkdir", "-p", data]);
-    const first = await ClientCertificateAuthority.loadOrCreate(data);
+    const first = await ClientCertificateAuthority.loadOrCreate(new FileSecrets(data));
     expect(statSync(join(data, "client-ca.key")).mode & 0o777).toBe(0o600);
     expect(new X509Certificate(first.certPem).ca).toBe(true);
-    const second = await ClientCertificateAuthority.loadOrCreate(data);
+    const second = await ClientCertificateAuthority.loadOrCreate(new FileSecrets(data));
     expect(second.certPem).toBe(first.certPem);
   });
 });

@@ -6,7 +6,8 @@ import { clusterKind } from "../../src/api/kinds/cluster.ts";
 import type { ClusterTransport, ClusterTransports } from "../../src/proxy/cluster-transport.ts";
 import { HealthProber } from "../../src/proxy/health-prober.ts";
 import { FilePersistence } from "../../src/store/file-persistence.ts";
-import { ObjectStore, RevisionClock } from "../../src/store/object-store.ts";
+import { ObjectStore } from "../../src/store/object-store.ts";
+import { LocalBackend, RevisionClock } from "../../src/store/local-backend.ts";
 import type { Cluster } from "../../src/core/cluster.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "kpass-cluster-access-"));
@@ -38,7 +39,7 @@ describe("spec.access.proxyURL", () => {
 
 describe("health prober", () => {
   test("never follows a redirect and reports a 3xx as not ready", async () => {
-    const clusters = new ObjectStore<Cluster>("clusters", new RevisionClock(), new FilePersistence(join(dir, "objects")));
+    const clusters = new ObjectStore<Cluster>("clusters", new LocalBackend("clusters", new RevisionClock(), new FilePersistence(join(dir, "objects"))));
     await clusters.create(cluster("prod"));
     const seen: RequestInit[] = [];
     const transport = {

@@ -5,6 +5,7 @@
  * exactly once, and that an admitted request is written once, when its entry point finishes it.
  * Nothing is sent: a plan is only built, so the cluster's endpoint (port 1) is never dialled.
  */
+import { FileSecrets } from "../../src/store/secrets.ts";
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -22,7 +23,8 @@ import { ClusterAdmission, type ClusterRequest, type EntryChecks } from "../../s
 import { ClusterTransports } from "../../src/proxy/cluster-transport.ts";
 import type { ProxyTarget } from "../../src/proxy/proxy-path.ts";
 import { FilePersistence } from "../../src/store/file-persistence.ts";
-import { ObjectStore, RevisionClock } from "../../src/store/object-store.ts";
+import { ObjectStore } from "../../src/store/object-store.ts";
+import { LocalBackend, RevisionClock } from "../../src/store/local-backend.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "kpass-cluster-admission-"));
 const CLUSTER_TOKEN = "cluster-sa-token-0123456789";
@@ -69,9 +71,9 @@ async function issue(name: string, spec: PassSpec): Promise<void> {
 beforeAll(async () => {
   const clock = new RevisionClock();
   const persistence = new FilePersistence(join(dir, "objects"));
-  passes = new ObjectStore<Pass>("passes", clock, persistence);
-  clusters = new ObjectStore<Cluster>("clusters", clock, persistence);
-  tokens = new TokenService(await loadOrCreateSigningKey(join(dir, "signing-key.json")));
+  passes = new ObjectStore<Pass>("passes", new LocalBackend("passes", clock, persistence));
+  clusters = new ObjectStore<Cluster>("clusters", new LocalBackend("clusters", clock, persistence));
+  tokens = new TokenService(await loadOrCreateSigningKey(new FileSecrets(dir), "signing-key.json"));
   transports = new ClusterTransports();
   streams = new OpenStreams(passes, { maxPerPass: MAX_PER_PASS });
   admission = new ClusterAdmission({ clusters, transports, authenticator: new Authenticator(tokens, passes, streams), audit });

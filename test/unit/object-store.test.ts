@@ -3,7 +3,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FilePersistence } from "../../src/store/file-persistence.ts";
-import { ObjectStore, RevisionClock } from "../../src/store/object-store.ts";
+import { ObjectStore } from "../../src/store/object-store.ts";
+import { LocalBackend, RevisionClock } from "../../src/store/local-backend.ts";
 import type { ObjectMeta, StoreEvent, StoredObject } from "../../src/core/object.ts";
 
 interface Thing extends StoredObject {
@@ -60,7 +61,7 @@ class MemoryPersistence extends FilePersistence {
 }
 
 async function memoryStore(resource = "things", clock = new RevisionClock(), persistence = new MemoryPersistence()) {
-  const store = new ObjectStore<Thing>(resource, clock, persistence);
+  const store = new ObjectStore<Thing>(resource, new LocalBackend(resource, clock, persistence));
   await store.load();
   return { store, clock, persistence };
 }
@@ -463,7 +464,7 @@ describe("watch", () => {
 describe("file persistence", () => {
   test("objects and the revision survive a restart, so later writes never reuse a revision a watcher saw", async () => {
     const root = join(sandbox(), "objects");
-    const first = new ObjectStore<Thing>("things", new RevisionClock(), new FilePersistence(root));
+    const first = new ObjectStore<Thing>("things", new LocalBackend("things", new RevisionClock(), new FilePersistence(root)));
     await first.load();
     await first.create(thing("b", 1, { status: { phase: "Ready" } }));
     await first.create(thing("a", 1));
@@ -473,7 +474,7 @@ describe("file persistence", () => {
     const deleted = await first.delete("c");
     const before = first.list();
 
-    const second = new ObjectStore<Thing>("things", new RevisionClock(), new FilePersistence(root));
+    const second = new ObjectStore<Thing>("things", new LocalBackend("things", new RevisionClock(), new FilePersistence(root)));
     await second.load();
     expect(second.list()).toEqual(before);
     expect(second.get("c")).toBeUndefined();
@@ -485,7 +486,7 @@ describe("file persistence", () => {
 
   test("object files are private to the owner and no temporary files are left behind", async () => {
     const root = join(sandbox(), "objects");
-    const store = new ObjectStore<Thing>("things", new RevisionClock(), new FilePersistence(root));
+    const store = new ObjectStore<Thing>("things", new LocalBackend("things", new RevisionClock(), new FilePersistence(root)));
     await store.load();
     await store.create(thing("a"));
     await store.update("a", (c) => ({ ...c, spec: { size: 2 } }));
@@ -500,7 +501,7 @@ describe("file persistence", () => {
 
   test("load skips files that are not object files, such as a temporary file a crash left", async () => {
     const root = join(sandbox(), "objects");
-    const first = new ObjectStore<Thing>("things", new RevisionClock(), new FilePersistence(root));
+    const first = new ObjectStore<Thing>("things", new LocalBackend("things", new RevisionClock(), new FilePersistence(root)));
     await first.load();
     const a = await first.create(thing("a"));
     const dir = join(root, "things");
@@ -508,7 +509,7 @@ describe("file persistence", () => {
     writeFileSync(join(dir, ".half-written.json"), "garbage");
     writeFileSync(join(dir, "README"), "not an object");
 
-    const second = new ObjectStore<Thing>("things", new RevisionClock(), new FilePersistence(root));
+    const second = new ObjectStore<Thing>("things", new LocalBackend("things", new RevisionClock(), new FilePersistence(root)));
     await second.load();
     expect(second.list()).toEqual([a]);
   });
@@ -517,13 +518,13 @@ describe("file persistence", () => {
   // file makes load() reject (and kpass fail to start). Remove `.failing` once that is fixed.
   test("a corrupt object file does not stop load or lose the other objects", async () => {
     const root = join(sandbox(), "objects");
-    const first = new ObjectStore<Thing>("things", new RevisionClock(), new FilePersistence(root));
+    const first = new ObjectStore<Thing>("things", new LocalBackend("things", new RevisionClock(), new FilePersistence(root)));
     await first.load();
     const a = await first.create(thing("a"));
     const z = await first.create(thing("z"));
     writeFileSync(join(root, "things", "m.json"), '{"apiVersion": "test.kpass.dev/v1", "metad');
 
-    const second = new ObjectStore<Thing>("things", new RevisionClock(), new FilePersistence(root));
+    const second = new ObjectStore<Thing>("things", new LocalBackend("things", new RevisionClock(), new FilePersistence(root)));
     await second.load();
     expect(second.list()).toEqual([a, z]);
   });
@@ -532,13 +533,13 @@ describe("file persistence", () => {
   // dot-file that loadAll skips, so the acknowledged object silently vanishes on restart.
   test('an acknowledged create of ".", ".." or ".hidden" survives a restart (or is refused)', async () => {
     const root = join(sandbox(), "objects");
-    const first = new ObjectStore<Thing>("things", new RevisionClock(), new FilePersistence(root));
+    const first = new ObjectStore<Thing>("things", new LocalBackend("things", new RevisionClock(), new FilePersistence(root)));
     await first.load();
     const accepted: string[] = [];
     for (const name of [".", "..", ".hidden"]) {
       if (await first.create(thing(name)).then(() => true, () => false)) accepted.push(name);
     }
-    const second = new ObjectStore<Thing>("things", new RevisionClock(), new FilePersistence(root));
+    const second = new ObjectStore<Thing>("things", new LocalBackend("things", new RevisionClock(), new FilePersistence(root)));
     await second.load();
     expect(accepted.filter((name) => !second.get(name))).toEqual([]);
   });
@@ -562,10 +563,10 @@ describe("object names and the data directory", () => {
     const clock = new RevisionClock();
     const persistence = new FilePersistence(root);
     // Another resource's store under the same root, as server.ts sets up clusters and passes.
-    const passes = new ObjectStore<Thing>("passes", clock, persistence);
+    const passes = new ObjectStore<Thing>("passes", new LocalBackend("passes", clock, persistence));
     await passes.load();
     await passes.create(thing("admin"));
-    const things = new ObjectStore<Thing>("things", clock, persistence);
+    const things = new ObjectStore<Thing>("things", new LocalBackend("things", clock, persistence));
     await things.load();
     const before = outside(box);
     await things.create(thing(name)).catch(() => undefined);

@@ -8,7 +8,8 @@ import { OpenStreams } from "../../src/auth/open-streams.ts";
 import type { Pass } from "../../src/core/pass.ts";
 import { ApiError } from "../../src/core/status.ts";
 import { FilePersistence } from "../../src/store/file-persistence.ts";
-import { ObjectStore, RevisionClock } from "../../src/store/object-store.ts";
+import { ObjectStore } from "../../src/store/object-store.ts";
+import { LocalBackend, RevisionClock } from "../../src/store/local-backend.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "kpass-open-streams-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -18,7 +19,7 @@ function hostUser(user: string): Identity {
 }
 
 test("a host user past the bound gets 429 with Retry-After; others are not affected; a release makes room", () => {
-  const streams = new OpenStreams(new ObjectStore<Pass>("passes", new RevisionClock(), new FilePersistence(dir)), { maxPerPass: 2 });
+  const streams = new OpenStreams(new ObjectStore<Pass>("passes", new LocalBackend("passes", new RevisionClock(), new FilePersistence(dir))), { maxPerPass: 2 });
   try {
     const alice = hostUser("alice");
     const first = streams.leaseHost(alice);
