@@ -1,6 +1,7 @@
 import type { Identity } from "../auth/identity.ts";
 import { authorizeWrite, canSee, seesCredentials, type KpassResource } from "../auth/kpass-access.ts";
 import type { ObjectStore } from "../store/object-store.ts";
+import { decodeContinue, encodeContinue } from "./continue-token.ts";
 import { type StoredObject, isDnsSubdomain } from "../core/object.ts";
 import { matchesLabels, parseLabelSelector, parseNameFieldSelector } from "../store/label-selector.ts";
 import { readObjectBody, readPatchBody } from "./body.ts";
@@ -107,19 +108,17 @@ function selectVisible<T extends StoredObject>(req: Request, endpoint: KindEndpo
   return (object: T) => canSee(viewer, resourceOf(endpoint.kind as KindDefinition<StoredObject>), object) && matchesLabels(labels, object.metadata.labels) && byName(object.metadata.name);
 }
 
-function paginate<T extends StoredObject>(req: Request, items: T[]): { page: T[]; continueToken?: string } {
-  const q = query(req);
-  const limit = Number(q.get("limit") ?? "0");
-  let start = 0;
-  const token = q.get("continue");
-  if (token) {
-    const after = Buffer.from(token, "base64url").toString("utf8");
-    start = items.findIndex((o) => o.metadata.name > after);
-    if (start < 0) start = items.length;
+/** One page of `items` (sorted by name, at `revision`) from `start`, and the token of the next. */
+function paginate<T extends StoredObject>(req: Request, items: T[], revision: number, start?: string): { page: T[]; continueToken?: string } {
+  const limit = Number(query(req).get("limit") ?? "0");
+  let first = 0;
+  if (start !== undefined) {
+    first = items.findIndex((o) => o.metadata.name >= start);
+    if (first < 0) first = items.length;
   }
-  if (!Number.isInteger(limit) || limit <= 0 || start + limit >= items.length) return { page: items.slice(start) };
-  const page = items.slice(start, start + limit);
-  return { page, continueToken: Buffer.from(page[page.length - 1]!.metadata.name).toString("base64url") };
+  if (!Number.isInteger(limit) || limit <= 0 || first + limit >= items.length) return { page: items.slice(first) };
+  const page = items.slice(first, first + limit);
+  return { page, continueToken: encodeContinue(revision, page[page.length - 1]!.metadata.name) };
 }
 
 /** Like kube-apiserver's watch cache, which waits up to 3 s for a resourceVersion it has not reached. */
@@ -156,10 +155,14 @@ export async function listOrWatch<T extends StoredObject>(req: Request, endpoint
     if (fromRevision !== undefined && fromRevision > store.revision) await store.reached(fromRevision, FUTURE_REVISION_WAIT_MS);
     return watchResponse(store, { fromRevision, present, timeoutSeconds, signal, onEnd: lease?.release });
   }
-  const revision = String(store.revision);
-  const { page, continueToken } = paginate(req, store.list().filter(include));
+  const token = q.get("continue");
+  const at = token ? decodeContinue(token) : undefined;
+  // A later page is served as of the first page's revision, from memory or from etcd's history.
+  const revision = at?.revision ?? store.revision;
+  const items = at ? await store.listAt(at.revision) : store.list();
+  const { page, continueToken } = paginate(req, items.filter(include), revision, at?.start);
   const shown = page.map((o) => asSeenBy(kind, o, viewer));
-  const listMeta = continueToken ? { resourceVersion: revision, continue: continueToken } : { resourceVersion: revision };
+  const listMeta = continueToken ? { resourceVersion: String(revision), continue: continueToken } : { resourceVersion: String(revision) };
   if (wantsTable(req)) return respond(toTable(req, kind, shown, listMeta), 200);
   return respond({ kind: kind.listKind, apiVersion: API_VERSION, metadata: listMeta, items: shown }, 200);
 }

@@ -12,6 +12,7 @@ export type StatusReason =
   | "Conflict"
   | "Invalid"
   | "Gone"
+  | "Expired"
   | "MethodNotAllowed"
   | "NotAcceptable"
   | "UnsupportedMediaType"
@@ -135,6 +136,11 @@ export function conflict(gr: GroupResource, name: string, why: string): ApiError
 
 export function gone(message: string): ApiError {
   return new ApiError(410, "Gone", message);
+}
+
+/** apimachinery's NewResourceExpired: a continue token older than the history that could serve it. */
+export function expired(message: string): ApiError {
+  return new ApiError(410, "Expired", message);
 }
 
 export function pathNotFound(path: string): ApiError {

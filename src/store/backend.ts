@@ -46,6 +46,8 @@ export interface Backend {
   remove(current: StoredObject, expected: number): Promise<WriteOutcome>;
   /** The object as stored now, bypassing memory: for a name the feed has not brought yet. */
   read(name: string): Promise<StoredObject | undefined>;
+  /** Every object as it was at `revision`, or undefined when that past is no longer kept. */
+  listAt(revision: number): Promise<StoredObject[] | undefined>;
   health(): StoreHealth;
   stop(): void;
 }

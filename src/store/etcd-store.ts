@@ -19,7 +19,7 @@ import type { StoredObject, StoreEvent } from "../core/object.ts";
 import { serviceUnavailable } from "../core/status.ts";
 import { logger } from "../core/log.ts";
 import type { Backend, ObjectFeed, StoreHealth, WriteOutcome } from "./backend.ts";
-import { EtcdUnavailableError, type EtcdClient, type KeyValue, type WatchEvent } from "./etcd-client.ts";
+import { EtcdCompactedError, EtcdUnavailableError, type EtcdClient, type KeyValue, type WatchEvent } from "./etcd-client.ts";
 import type { KeyRing } from "./encryption.ts";
 import { checkSecretName, type SecretStore } from "./secrets.ts";
 
@@ -317,6 +317,17 @@ export class EtcdBackend implements Backend {
     const { kvs } = await this.shared.client.range(this.shared.key(this.resource, name));
     const kv = kvs[0];
     return kv ? this.shared.decode(kv, this.resource, name) : undefined;
+  }
+
+  async listAt(revision: number): Promise<StoredObject[] | undefined> {
+    const directory = `${this.shared.registry}${this.resource}/`;
+    try {
+      const { kvs } = await this.shared.client.range(directory, { prefix: true, revision });
+      return kvs.flatMap((kv) => this.shared.decode({ ...kv }, this.resource, kv.key.slice(directory.length)) ?? []);
+    } catch (error) {
+      if (error instanceof EtcdCompactedError) return undefined;
+      throw unavailable(error);
+    }
   }
 
   health(): StoreHealth {

@@ -92,6 +92,11 @@ export class LocalBackend implements Backend {
     return undefined;
   }
 
+  async listAt(): Promise<StoredObject[] | undefined> {
+    // Files keep no past: what memory's history cannot answer is gone.
+    return undefined;
+  }
+
   health(): StoreHealth {
     return { writable: true };
   }

@@ -1,7 +1,7 @@
 import type { Backend, StoreHealth, WriteOutcome } from "./backend.ts";
 import { isDnsSubdomain, timestamp, type StoreEvent, type StoredObject } from "../core/object.ts";
 import { GROUP } from "../core/api-group.ts";
-import { alreadyExists, ApiError, conflict, gone, invalid, notFound, type GroupResource } from "../core/status.ts";
+import { alreadyExists, ApiError, conflict, expired, gone, invalid, notFound, type GroupResource } from "../core/status.ts";
 
 export type StoreListener<T extends StoredObject> = (event: StoreEvent<T>) => void;
 
@@ -10,6 +10,12 @@ export interface Watch {
 }
 
 const HISTORY_LIMIT = 2048;
+
+const byName = (a: StoredObject, b: StoredObject) => (a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0);
+
+/** kube-apiserver's words for a continue token it can no longer serve consistently. */
+const CONTINUE_EXPIRED =
+  "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.";
 
 /** How long a write waits for its own change to come back through the feed before answering anyway. */
 const FEED_WAIT_MS = 5_000;
@@ -59,7 +65,20 @@ export class ObjectStore<T extends StoredObject> {
   }
 
   list(): T[] {
-    return [...this.objects.values()].sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0));
+    return [...this.objects.values()].sort(byName);
+  }
+
+  /**
+   * Every object as it was at `revision` (a paged LIST's first page): from memory when nothing of
+   * this resource changed since, else from the backend's history (etcd keeps it until compaction).
+   */
+  async listAt(revision: number): Promise<T[]> {
+    if (revision > this.backend.revision) await this.backend.reached(revision, FEED_WAIT_MS);
+    const unchanged = revision >= this.historyStart && revision <= this.backend.revision && !this.history.some((e) => e.revision > revision);
+    if (unchanged) return this.list();
+    const past = await this.backend.listAt(revision);
+    if (!past) throw expired(CONTINUE_EXPIRED);
+    return past.sort(byName) as T[];
   }
 
   get size(): number {
