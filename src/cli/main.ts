@@ -57,6 +57,10 @@ async function serve(args: string[]): Promise<void> {
   let settings = invocation.options;
   process.on("SIGHUP", () => {
     if (invocation.configFile !== undefined) settings = reloadSettings(args, settings, server);
+    server.reloadKeys().then(
+      () => logger.info("kpass: encryption key file reloaded"),
+      (error: Error) => logger.error(`encryption key file not reloaded, the old keys stay: ${error.message}`),
+    );
     server.reloadCertificates().then(
       () => logger.info("kpass: serving certificate reloaded"),
       (error: Error) => logger.error(`serving certificate not reloaded, the old one stays: ${error.message}`),

@@ -82,7 +82,7 @@ async function rotateKey(args: string[]): Promise<void> {
   const where: StoreLocation = config.etcd ? { kind: "etcd", config: config.etcd } : { kind: "file", dir: config.dataDir };
   const { resealed, current } = await rotateKeys(where, keys, config.dataDir);
   console.log(`sealed under key "${keys.primary.id}": ${resealed} value(s) sealed again, ${current} already were`);
-  console.log("restart (or send SIGHUP to) every kpass using this key file so that new writes use the new key too");
+  console.log("send SIGHUP to (or restart) every kpass using this key file so that new writes use the new key too");
 }
 
 export async function storeCommand(sub: string | undefined, args: string[]): Promise<void> {

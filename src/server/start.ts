@@ -80,6 +80,8 @@ export interface RunningServer {
   stop(graceMs?: number, delayMs?: number): Promise<void>;
   /** Serving certificate read again (SIGHUP): new handshakes see it, open connections stay. */
   reloadCertificates(): Promise<void>;
+  /** The encryption key file read again (SIGHUP): a new first key seals from now on. */
+  reloadKeys(): Promise<void>;
   /** Settings that change without a restart (SIGHUP with a config file). */
   applySettings(settings: { maxStreamsPerPass: number }): void;
 }
@@ -223,6 +225,9 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       }, log: (m) => logger.info(`kpass: ${m}`) }, graceMs, delayMs);
     },
     reloadCertificates,
+    async reloadKeys() {
+      await storage.keys.reload();
+    },
     applySettings(settings) {
       streams.setMaxPerPass(settings.maxStreamsPerPass);
     },
