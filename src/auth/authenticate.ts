@@ -94,7 +94,7 @@ export class Authenticator {
     if (!check.ok) {
       throw unauthorized(check.reason === "expired" ? "Unauthorized: the pass token has expired" : "Unauthorized: the token is not a valid kpass pass token");
     }
-    return { identity: this.identityFor(this.currentPass(check.claims.sub, check.claims.jti)) };
+    return { identity: this.identityFor(await this.currentPass(check.claims.sub, check.claims.jti)) };
   }
 
   /** A host user's Identity; its watches and tunnels hold leases that shutdown ends. */
@@ -112,12 +112,16 @@ export class Authenticator {
     const now = Date.now();
     if (now >= check.notAfter) throw unauthorized(`Unauthorized: the client certificate (serial ${check.serial}) expired at ${new Date(check.notAfter).toISOString()}`);
     if (now < check.notBefore) throw unauthorized(`Unauthorized: the client certificate (serial ${check.serial}) is not valid before ${new Date(check.notBefore).toISOString()}`);
-    return { identity: this.identityFor(this.currentPass(check.pass, check.passUid, now)), certificate: { serial: check.serial, notAfter: check.notAfter } };
+    return { identity: this.identityFor(await this.currentPass(check.pass, check.passUid, now)), certificate: { serial: check.serial, notAfter: check.notAfter } };
   }
 
-  /** Pass `name` if it still exists with `uid` and has not expired; 401 otherwise. */
-  private currentPass(name: string, uid: string, now = Date.now()): Pass {
-    const pass = this.passes.get(name);
+  /**
+   * Pass `name` if it still exists with `uid` and has not expired; 401 otherwise. Memory answers;
+   * the store itself only when memory lacks that pass (created through another replica just now).
+   */
+  private async currentPass(name: string, uid: string, now = Date.now()): Promise<Pass> {
+    const cached = this.passes.get(name);
+    const pass = cached?.metadata.uid === uid ? cached : await this.passes.fetch(name, (p) => p.metadata.uid === uid);
     if (!pass || pass.metadata.uid !== uid) throw unauthorized(`Unauthorized: pass ${JSON.stringify(name)} has been revoked`);
     if (pass.spec.expiresAt && Date.parse(pass.spec.expiresAt) <= now) {
       throw unauthorized(`Unauthorized: pass "${pass.metadata.name}" expired at ${pass.spec.expiresAt}`);

@@ -17,6 +17,9 @@ const byName = (a: StoredObject, b: StoredObject) => (a.metadata.name < b.metada
 const CONTINUE_EXPIRED =
   "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.";
 
+const MISS_MEMORY_MS = 1_000;
+const MISS_LIMIT = 10_000;
+
 /** How long a write waits for its own change to come back through the feed before answering anyway. */
 const FEED_WAIT_MS = 5_000;
 /** Compare-and-swap retries of one update racing other writers before it gives up with 409. */
@@ -35,6 +38,8 @@ export class ObjectStore<T extends StoredObject> {
   private historyStart = 0;
   /** Watches of clients, ended when the feed had to start over (they re-list, as after a 410). */
   private readonly clientWatches = new Set<() => void>();
+  /** Names recently asked of the backend in vain (see fetch). */
+  private readonly misses = new Map<string, number>();
 
   constructor(
     readonly resource: string,
@@ -57,11 +62,21 @@ export class ObjectStore<T extends StoredObject> {
   }
 
   /**
-   * The object, from memory or — when memory does not have it yet (created through another
-   * replica a moment ago) — from the backend itself.
+   * The object, from memory when memory has it as `wanted`, else from the backend itself: a name
+   * created (or re-created) through another replica a moment ago, before the feed brought it. A
+   * name the backend did not have either is not asked again for a second, so a stale credential
+   * replayed in a loop costs memory lookups, not etcd reads.
    */
-  async fetch(name: string): Promise<T | undefined> {
-    return this.objects.get(name) ?? ((await this.backend.read(name).catch(() => undefined)) as T | undefined);
+  async fetch(name: string, wanted: (object: T) => boolean = () => true): Promise<T | undefined> {
+    const cached = this.objects.get(name);
+    if (cached && wanted(cached)) return cached;
+    const missedAt = this.misses.get(name);
+    if (missedAt !== undefined && Date.now() - missedAt < MISS_MEMORY_MS) return cached;
+    const stored = (await this.backend.read(name).catch(() => undefined)) as T | undefined;
+    if (stored && wanted(stored)) return stored;
+    if (this.misses.size >= MISS_LIMIT) this.misses.clear();
+    this.misses.set(name, Date.now());
+    return cached;
   }
 
   list(): T[] {
