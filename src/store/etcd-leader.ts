@@ -58,6 +58,11 @@ export class EtcdLeader {
     } catch (error) {
       logger.debug(`kpass: ${this.key}: campaign failed: ${(error as Error).message}`);
     }
+    // Nobody keeps a follower's lease alive, so it would expire and every later create under it
+    // fail ("requested lease not found"): let it go now, grant a fresh one at the next try.
+    const unused = this.lease;
+    this.lease = undefined;
+    if (unused) await this.client.leaseRevoke(unused).catch(() => {});
     this.schedule(RETRY_MS, () => this.campaign());
   }
 
