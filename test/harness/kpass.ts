@@ -43,6 +43,8 @@ export interface StartOptions {
   env?: Record<string, string | undefined>;
   /** Another checkout to run kpass from (the bench's A/B of two builds); this one by default. */
   root?: string;
+  /** An executable to run instead of `bun src/cli/main.ts` (the compiled dist/kpass). */
+  executable?: string;
 }
 
 /** Every kpass a test started, so none outlives the test process even when a test fails early. */
@@ -55,7 +57,7 @@ export async function startKpass(options: StartOptions = {}): Promise<KpassProce
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "kpass-test-"));
   const harnessFlags = options.harnessFlags === false ? [] : ["--data", dataDir, "--listen", "127.0.0.1:0", "--probe-interval", "2s", "--upstream-timeout", "5s"];
   const root = options.root ?? ROOT;
-  const proc = Bun.spawn([BUN, join(root, "src/cli/main.ts"), "serve", ...harnessFlags, ...(options.args ?? [])], {
+  const proc = Bun.spawn([...(options.executable ? [options.executable] : [BUN, join(root, "src/cli/main.ts")]), "serve", ...harnessFlags, ...(options.args ?? [])], {
     stdout: "pipe",
     stderr: "pipe",
     cwd: root,
