@@ -23,7 +23,7 @@ import { newKeyLine } from "../src/store/encryption.ts";
 const { values } = parseArgs({ options: { quick: { type: "boolean", default: false } } });
 const CREATES = values.quick ? 50 : 300;
 const UPDATES = values.quick ? 50 : 300;
-const GET_SECONDS = values.quick ? 2 : 8;
+const GET_SECONDS = values.quick ? 2 : 5;
 const CLUSTERS = "/apis/cluster.kpass.dev/v1beta1/clusters";
 
 function cluster(name: string): unknown {
@@ -106,8 +106,15 @@ const replicaB = await startKpass({ args: etcdArgs });
 try {
   await files.api("POST", CLUSTERS, cluster("bench-get"));
   await replicaA.api("POST", CLUSTERS, cluster("bench-get"));
-  const getFiles = await smallGet(files);
-  const getEtcd = await smallGet(replicaA);
+  // Interleaved rounds, best of each: the two stores see the same machine noise.
+  const rounds = { files: [] as Awaited<ReturnType<typeof smallGet>>[], etcd: [] as Awaited<ReturnType<typeof smallGet>>[] };
+  for (let round = 0; round < (values.quick ? 1 : 3); round++) {
+    rounds.files.push(await smallGet(files));
+    rounds.etcd.push(await smallGet(replicaA));
+  }
+  const best = (runs: Awaited<ReturnType<typeof smallGet>>[]) => runs.reduce((a, b) => (b.rps > a.rps ? b : a));
+  const getFiles = best(rounds.files);
+  const getEtcd = best(rounds.etcd);
   const createFiles = await createLatency(files, "f");
   const createEtcd = await createLatency(replicaA, "e");
   const fan = await fanOut(replicaA, replicaB);
@@ -115,7 +122,7 @@ try {
   console.log(`kpass store benchmark, ${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (${cpus()[0]?.model ?? "?"}), Bun ${Bun.version}, etcd at ${etcd.endpoint}`);
   console.log(`| measurement | file store | etcd | ratio (etcd/file) |`);
   console.log(`| --- | ---: | ---: | ---: |`);
-  console.log(`| small GET req/s (32 conns, ${GET_SECONDS}s) | ${getFiles.rps.toFixed(0)} | ${getEtcd.rps.toFixed(0)} | ${(getEtcd.rps / getFiles.rps).toFixed(2)} |`);
+  console.log(`| small GET req/s (32 conns, best of interleaved ${rounds.files.length}×${GET_SECONDS}s) | ${getFiles.rps.toFixed(0)} | ${getEtcd.rps.toFixed(0)} | ${(getEtcd.rps / getFiles.rps).toFixed(2)} |`);
   console.log(`| small GET p50 ms | ${ms(getFiles.p50Ms)} | ${ms(getEtcd.p50Ms)} | |`);
   console.log(`| Cluster create p50 ms (${CREATES}) | ${ms(percentile(createFiles, 50))} | ${ms(percentile(createEtcd, 50))} | ${(percentile(createEtcd, 50) / percentile(createFiles, 50)).toFixed(2)} |`);
   console.log(`| Cluster create p99 ms | ${ms(percentile(createFiles, 99))} | ${ms(percentile(createEtcd, 99))} | ${(percentile(createEtcd, 99) / percentile(createFiles, 99)).toFixed(2)} |`);

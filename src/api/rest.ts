@@ -182,16 +182,18 @@ export async function create<T extends StoredObject>(req: Request, endpoint: Kin
   return respond({ ...asSeenBy(kind, stored, viewer), ...extra }, 201, warnings);
 }
 
-function visibleObject<T extends StoredObject>(endpoint: KindEndpoint<T>, name: string, viewer: Identity): T {
-  const object = endpoint.store.get(name);
+function visibleObject<T extends StoredObject>(endpoint: KindEndpoint<T>, name: string, viewer: Identity, found: T | undefined = endpoint.store.get(name)): T {
+  const object = found;
   if (!object || !canSee(viewer, resourceOf(endpoint.kind as KindDefinition<StoredObject>), object)) {
     throw notFound({ group: GROUP, resource: endpoint.kind.plural }, name);
   }
   return object;
 }
 
-export function read<T extends StoredObject>(req: Request, endpoint: KindEndpoint<T>, name: string, viewer: Identity): Response {
-  const object = asSeenBy(endpoint.kind, visibleObject(endpoint, name, viewer), viewer);
+export async function read<T extends StoredObject>(req: Request, endpoint: KindEndpoint<T>, name: string, viewer: Identity): Promise<Response> {
+  // Memory first; the store itself for a name created through another replica a moment ago.
+  const found = endpoint.store.get(name) ?? (await endpoint.store.fetch(name));
+  const object = asSeenBy(endpoint.kind, visibleObject(endpoint, name, viewer, found), viewer);
   if (wantsTable(req)) return respond(toTable(req, endpoint.kind, [object], { resourceVersion: object.metadata.resourceVersion }), 200);
   return respond(object, 200);
 }
