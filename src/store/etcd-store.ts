@@ -27,6 +27,8 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 /** How long a wait lets the watch bring a revision by itself before it writes the sync key. */
 const NATURAL_WAIT_MS = 50;
+/** How often a replica whose write etcd did not answer tries again, to stop saying so. */
+const RECHECK_MS = 2_000;
 
 interface Waiter {
   revision: number;
@@ -50,6 +52,8 @@ export class EtcdFeed {
   private downSince?: number;
   private lastError?: string;
   private syncing?: Promise<number>;
+  private writeFailure?: { at: number; message: string };
+  private recheck?: ReturnType<typeof setInterval>;
 
   constructor(
     readonly client: EtcdClient,
@@ -81,6 +85,7 @@ export class EtcdFeed {
 
   stop(): void {
     this.watch?.stop();
+    if (this.recheck) clearInterval(this.recheck);
     for (const waiter of this.waiters) {
       clearTimeout(waiter.timer);
       waiter.resolve(false);
@@ -88,7 +93,30 @@ export class EtcdFeed {
     this.waiters = [];
   }
 
+  /**
+   * A write etcd did not answer: degraded until one succeeds. The watch alone does not notice an
+   * etcd that stopped answering without closing its connection.
+   */
+  failed(error: unknown): void {
+    if (!(error instanceof EtcdUnavailableError) || this.writeFailure) return;
+    this.writeFailure = { at: Date.now(), message: error.message };
+    // Without writes nobody would learn that etcd answers again: try the sync key until it does.
+    this.recheck = setInterval(() => {
+      this.sync().then(
+        () => this.succeeded(),
+        () => {},
+      );
+    }, RECHECK_MS);
+  }
+
+  succeeded(): void {
+    this.writeFailure = undefined;
+    if (this.recheck) clearInterval(this.recheck);
+    this.recheck = undefined;
+  }
+
   health(): StoreHealth {
+    if (this.connected && this.writeFailure) return { writable: false, detail: `etcd did not answer a write at ${new Date(this.writeFailure.at).toISOString()} (${this.writeFailure.message}): reads served from memory, writes refused` };
     if (this.connected) return { writable: true };
     const since = this.downSince ? ` since ${new Date(this.downSince).toISOString()}` : "";
     return { writable: false, detail: `etcd unreachable${since}${this.lastError ? ` (${this.lastError})` : ""}: reads served from memory, writes refused` };
@@ -296,19 +324,31 @@ export class EtcdBackend implements Backend {
     this.feed?.reset(objects, revision);
   }
 
+  /** One write to etcd, its failure a 503 (and the feed's health degraded until a write succeeds). */
+  private async write<R>(step: () => Promise<R>): Promise<R> {
+    try {
+      const result = await step();
+      this.shared.succeeded();
+      return result;
+    } catch (error) {
+      this.shared.failed(error);
+      throw unavailable(error);
+    }
+  }
+
   async create(object: StoredObject): Promise<WriteOutcome> {
-    const result = await this.shared.client.create(this.shared.key(this.resource, object.metadata.name), this.shared.encode(this.resource, object)).catch((e) => Promise.reject(unavailable(e)));
+    const result = await this.write(() => this.shared.client.create(this.shared.key(this.resource, object.metadata.name), this.shared.encode(this.resource, object)));
     return result.ok ? { ok: true, revision: result.revision } : { ok: false, revision: result.current.modRevision };
   }
 
   async update(object: StoredObject, expected: number): Promise<WriteOutcome> {
-    const result = await this.shared.client.update(this.shared.key(this.resource, object.metadata.name), this.shared.encode(this.resource, object), expected).catch((e) => Promise.reject(unavailable(e)));
+    const result = await this.write(() => this.shared.client.update(this.shared.key(this.resource, object.metadata.name), this.shared.encode(this.resource, object), expected));
     if (result.ok) return { ok: true, revision: result.revision };
     return result.current ? { ok: false, revision: result.current.modRevision } : { ok: false, revision: result.revision, gone: true };
   }
 
   async remove(current: StoredObject, expected: number): Promise<WriteOutcome> {
-    const result = await this.shared.client.remove(this.shared.key(this.resource, current.metadata.name), expected).catch((e) => Promise.reject(unavailable(e)));
+    const result = await this.write(() => this.shared.client.remove(this.shared.key(this.resource, current.metadata.name), expected));
     if (result.ok) return { ok: true, revision: result.revision };
     return result.current ? { ok: false, revision: result.current.modRevision } : { ok: false, revision: result.revision, gone: true };
   }
