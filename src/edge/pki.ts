@@ -11,7 +11,7 @@ async function issueLeaf(
   ca: CertificateAndKey,
   subject: X509.JsonName,
   validDays: number | undefined,
-  usage: "serverAuth" | "clientAuth",
+  usages: ("serverAuth" | "clientAuth")[],
   extra: (x509: X509Module) => X509.Extension[],
 ): Promise<CertificateAndKey> {
   const x509 = await loadX509();
@@ -28,7 +28,7 @@ async function issueLeaf(
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage[usage]], false),
+      new x509.ExtendedKeyUsageExtension(usages.map((usage) => x509.ExtendedKeyUsage[usage]), false),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
       new x509.AuthorityKeyIdentifierExtension(authority.keyId, false),
       ...extra(x509),
@@ -37,10 +37,13 @@ async function issueLeaf(
   return { certPem: cert.toString("pem") + "\n", keyPem: await exportPrivateKey(keys.privateKey) };
 }
 
-/** A TLS serving certificate (extKeyUsage serverAuth) with DNS and IP subject alternative names. */
+/**
+ * A TLS serving certificate (extKeyUsage serverAuth) with DNS and IP subject alternative names;
+ * `alsoClient` adds clientAuth (etcd's own gateway presents its serving certificate to itself).
+ */
 export async function issueServingCertificate(
   ca: CertificateAndKey,
-  options: { commonName: string; dnsNames: string[]; ipAddresses: string[]; validDays?: number },
+  options: { commonName: string; dnsNames: string[]; ipAddresses: string[]; validDays?: number; alsoClient?: boolean },
 ): Promise<CertificateAndKey> {
   validateName("commonName", options.commonName);
   if (options.dnsNames.length + options.ipAddresses.length === 0) {
@@ -50,7 +53,7 @@ export async function issueServingCertificate(
     ...options.dnsNames.map((value) => ({ type: "dns" as const, value })),
     ...options.ipAddresses.map((value) => ({ type: "ip" as const, value })),
   ];
-  return issueLeaf(ca, [{ CN: [options.commonName] }], options.validDays, "serverAuth", (x509) => [
+  return issueLeaf(ca, [{ CN: [options.commonName] }], options.validDays, options.alsoClient ? ["serverAuth", "clientAuth"] : ["serverAuth"], (x509) => [
     new x509.SubjectAlternativeNameExtension(names, false),
   ]);
 }
@@ -68,5 +71,5 @@ export async function issueClientCertificate(
     ...(options.organizations ?? []).map((organization) => ({ O: [organization] })),
     { CN: [options.commonName] },
   ];
-  return issueLeaf(ca, subject, options.validDays, "clientAuth", () => []);
+  return issueLeaf(ca, subject, options.validDays, ["clientAuth"], () => []);
 }

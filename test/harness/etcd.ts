@@ -2,7 +2,7 @@
  * A real single-member etcd for tests, on random loopback ports with a fresh data directory. No
  * test depends on an etcd the machine runs (the Debian package's service on 2379).
  */
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -21,6 +21,8 @@ export interface EtcdProcess {
 }
 
 export interface EtcdStartOptions {
+  /** Serve clients over TLS with these files, and demand a client certificate of `trustedCaFile`. */
+  tls?: { certFile: string; keyFile: string; trustedCaFile: string; client: { certPem: string; keyPem: string } };
   /** --experimental-watch-progress-notify-interval (etcd's default is 10 min). */
   progressNotifyIntervalMs?: number;
 }
@@ -59,12 +61,13 @@ function freePort(): number {
   return port;
 }
 
-async function waitHealthy(endpoint: string, proc: Subprocess): Promise<void> {
+async function waitHealthy(endpoint: string, proc: Subprocess, tls?: EtcdStartOptions["tls"]): Promise<void> {
+  const tlsOptions = tls ? { ca: readFileSync(tls.trustedCaFile, "utf8"), cert: tls.client.certPem, key: tls.client.keyPem } : undefined;
   const deadline = Date.now() + HEALTH_DEADLINE_MS;
   while (Date.now() < deadline) {
     if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`etcd exited (${proc.exitCode ?? proc.signalCode}) before it was healthy`);
     try {
-      const response = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1000) });
+      const response = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1000), tls: tlsOptions });
       const body = (await response.json()) as { health?: string };
       if (body.health === "true") return;
     } catch {
@@ -79,7 +82,7 @@ export async function startEtcd(options: EtcdStartOptions = {}): Promise<EtcdPro
   const binary = etcdBinary();
   if (!binary) throw new Error("etcd is not installed (Debian: apt-get install etcd-server)");
   const dataDir = mkdtempSync(join(tmpdir(), "kpass-etcd-"));
-  const clientUrl = `http://127.0.0.1:${freePort()}`;
+  const clientUrl = `${options.tls ? "https" : "http"}://127.0.0.1:${freePort()}`;
   const peerUrl = `http://127.0.0.1:${freePort()}`;
   const args = [
     binary,
@@ -94,6 +97,7 @@ export async function startEtcd(options: EtcdStartOptions = {}): Promise<EtcdPro
     "--logger=zap",
     "--log-level=error",
   ];
+  if (options.tls) args.push(`--cert-file=${options.tls.certFile}`, `--key-file=${options.tls.keyFile}`, `--trusted-ca-file=${options.tls.trustedCaFile}`, "--client-cert-auth");
   if (options.progressNotifyIntervalMs !== undefined) args.push(`--experimental-watch-progress-notify-interval=${options.progressNotifyIntervalMs}ms`);
 
   let proc: Subprocess | undefined;
@@ -101,7 +105,7 @@ export async function startEtcd(options: EtcdStartOptions = {}): Promise<EtcdPro
     const started = Bun.spawn(args, { stdout: "ignore", stderr: "inherit" });
     proc = started;
     running.set(started, dataDir);
-    await waitHealthy(clientUrl, started);
+    await waitHealthy(clientUrl, started, options.tls);
   };
   const signal = async (name: "SIGTERM" | "SIGKILL"): Promise<void> => {
     const current = proc;
