@@ -440,6 +440,24 @@ describe.skipIf(!available)("three replicas on one etcd", () => {
   });
 });
 
+describe.skipIf(!available)("replicas started at the same moment on an empty prefix", () => {
+  test("all three start; they share one CA and one admin pass, and each one's admin token works on the others", async () => {
+    const set = await startReplicas(etcd.endpoint, 3, { together: true });
+    try {
+      const [a, b, c] = set.replicas as [KpassProcess, KpassProcess, KpassProcess];
+      expect(new Set([a.caPem, b.caPem, c.caPem]).size).toBe(1);
+      for (const [holder, other] of [[a, b], [b, c], [c, a]] as const) {
+        const response = await other.api("GET", "/apis/cluster.kpass.dev/v1beta1/passes/admin", undefined, { token: holder.adminToken });
+        expect(response.status).toBe(200);
+      }
+      const uids = await Promise.all(set.replicas.map(async (r) => (await (await r.api("GET", "/apis/cluster.kpass.dev/v1beta1/passes/admin")).json()).metadata.uid));
+      expect(new Set(uids).size).toBe(1);
+    } finally {
+      await set.stop();
+    }
+  });
+});
+
 describe.skipIf(!available)("a replica killed with SIGKILL while it acknowledges creates", () => {
   test("6. every create A acknowledged (201) before its SIGKILL is present via B", async () => {
     const set = await startReplicas(etcd.endpoint, 2);

@@ -3,6 +3,7 @@ import { basename, dirname, join } from "node:path";
 import { parse, parseDocument } from "yaml";
 import { KPASS_CONTEXT } from "../auth/kubeconfig.ts";
 import { API_VERSION } from "../core/api-group.ts";
+import { ApiError } from "../core/status.ts";
 import type { Pass } from "../core/pass.ts";
 import type { ObjectStore } from "../store/object-store.ts";
 
@@ -71,15 +72,23 @@ export async function writeAdminKubeconfig(path: string, generated: string): Pro
 
 const ADMIN_PASS = "admin";
 
-/** The admin pass, created on first start (kpass must be manageable out of the box). */
+/**
+ * The admin pass, created on first start (kpass must be manageable out of the box). Replicas
+ * starting together on one etcd race to create it: the losers take the winner's.
+ */
 export async function ensureAdminPass(passes: ObjectStore<Pass>): Promise<Pass> {
-  return (
-    passes.get(ADMIN_PASS) ??
-    passes.create({
+  const existing = passes.get(ADMIN_PASS);
+  if (existing) return existing;
+  try {
+    return await passes.create({
       apiVersion: API_VERSION,
       kind: "Pass",
       metadata: { name: ADMIN_PASS, annotations: { "kpass.dev/description": "created on first start" } },
       spec: { user: "kpass-admin", admin: true, roles: ["cluster-admin"], clusters: { names: ["*"] } },
-    } as unknown as Pass)
-  );
+    } as unknown as Pass);
+  } catch (error) {
+    const winner = error instanceof ApiError && error.reason === "AlreadyExists" ? await passes.fetch(ADMIN_PASS) : undefined;
+    if (!winner) throw error;
+    return winner;
+  }
 }

@@ -37,9 +37,9 @@ export interface ReplicaSet {
 
 /**
  * Starts `count` replicas one after another (the first one creates the shared CA and signing key;
- * the others read them), on a fresh prefix unless one is given.
+ * the others read them) or all at once, on a fresh prefix unless one is given.
  */
-export async function startReplicas(endpoint: string, count: number, options: { prefix?: string; keyFile?: string; extraArgs?: string[] } = {}): Promise<ReplicaSet> {
+export async function startReplicas(endpoint: string, count: number, options: { prefix?: string; keyFile?: string; extraArgs?: string[]; together?: boolean } = {}): Promise<ReplicaSet> {
   const prefix = options.prefix ?? randomPrefix();
   const keyFile = options.keyFile ?? writeKeyFile().file;
   const replicas: KpassProcess[] = [];
@@ -48,7 +48,9 @@ export async function startReplicas(endpoint: string, count: number, options: { 
     replicas.push(replica);
     return replica;
   };
-  for (let i = 0; i < count; i++) await add();
+  // together: all at the same moment, racing to create the CA, the keys and the admin pass.
+  if (options.together) await Promise.all(Array.from({ length: count }, () => add()));
+  else for (let i = 0; i < count; i++) await add();
   return {
     prefix,
     keyFile,
