@@ -714,3 +714,27 @@ describe.skipIf(!available)("the compiled binary on etcd", () => {
     expect(JSON.parse(got.stdout).metadata.name).toBe("compiled");
   }, 120_000);
 });
+
+describe.skipIf(!available)("an etcd that stops answering without closing its connections", () => {
+  test("with no client writing, /readyz says degraded within 15 s of etcd freezing (SIGSTOP) and clean again within 15 s of it thawing", async () => {
+    const frozen = await startEtcd();
+    const set = await startReplicas(frozen.endpoint, 1);
+    const [a] = set.replicas as [KpassProcess];
+    const readyz = async () => (await fetch(`${a.url}/readyz`, { tls: { ca: a.caPem } })).text();
+    try {
+      expect(await readyz()).toBe("ok");
+      process.kill(frozen.pid, "SIGSTOP");
+      const degraded = await eventually(async () => ((await readyz()).includes("store degraded") ? readyz() : undefined), 15_000);
+      expect(degraded).toContain("etcd did not answer a write");
+      process.kill(frozen.pid, "SIGCONT");
+      expect(await eventually(async () => ((await readyz()) === "ok" ? "ok" : undefined), 15_000)).toBe("ok");
+      // The watch still delivers: a write is acknowledged (it waits for its own change to come back).
+      const created = await a.api("POST", "/apis/cluster.kpass.dev/v1beta1/passes", { apiVersion: "cluster.kpass.dev/v1beta1", kind: "Pass", metadata: { name: "after-thaw" }, spec: { user: "u" } });
+      expect(created.status).toBe(201);
+    } finally {
+      process.kill(frozen.pid, "SIGCONT");
+      await set.stop();
+      await frozen.stop();
+    }
+  }, 60_000);
+});

@@ -29,6 +29,9 @@ const decoder = new TextDecoder();
 const NATURAL_WAIT_MS = 50;
 /** How often a replica whose write etcd did not answer tries again, to stop saying so. */
 const RECHECK_MS = 2_000;
+/** How often the feed checks that its watch still delivers (see checkLiveness). */
+const LIVENESS_MS = 5_000;
+const WATCH_STALL_MS = 5_000;
 
 interface Waiter {
   revision: number;
@@ -54,6 +57,8 @@ export class EtcdFeed {
   private syncing?: Promise<number>;
   private writeFailure?: { at: number; message: string };
   private recheck?: ReturnType<typeof setInterval>;
+  private liveness?: ReturnType<typeof setInterval>;
+  private checking = false;
 
   constructor(
     readonly client: EtcdClient,
@@ -81,9 +86,38 @@ export class EtcdFeed {
     for (const [resource, backend] of this.backends) backend.loaded = snapshot.objects.get(resource) ?? [];
     this.advance(snapshot.revision);
     this.follow(snapshot.revision + 1);
+    this.liveness = setInterval(() => void this.checkLiveness(), LIVENESS_MS);
+  }
+
+  /**
+   * A watch can stall without its connection closing (a frozen etcd, a half-open TCP path): then
+   * revocations made through other replicas would stop arriving here. So the feed writes the sync
+   * key now and then and expects its own write back: a write that fails marks the store degraded;
+   * a write the watch does not bring back in time restarts the watch where it stopped.
+   */
+  private async checkLiveness(): Promise<void> {
+    if (this.checking || !this.connected) return;
+    this.checking = true;
+    try {
+      let revision: number;
+      try {
+        revision = await this.sync();
+        this.succeeded();
+      } catch (error) {
+        this.failed(error);
+        return;
+      }
+      if (await this.waitFor(revision, WATCH_STALL_MS)) return;
+      logger.warn(`the etcd watch did not bring revision ${revision} within ${WATCH_STALL_MS} ms: watching again from ${this.delivered + 1}`);
+      this.watch?.stop();
+      this.follow(this.delivered + 1);
+    } finally {
+      this.checking = false;
+    }
   }
 
   stop(): void {
+    if (this.liveness) clearInterval(this.liveness);
     this.watch?.stop();
     if (this.recheck) clearInterval(this.recheck);
     for (const waiter of this.waiters) {
