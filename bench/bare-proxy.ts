@@ -42,9 +42,7 @@ const HOP_BY_HOP = ["connection", "keep-alive", "transfer-encoding", "content-le
 const withSignal = values["abort-signal"];
 let countedBytes = 0;
 
-async function handler(req: Request): Promise<Response> {
-  const url = req.url;
-  const target = url.slice(url.indexOf("/", 8));
+async function handler(req: Pick<Request, "method" | "headers" | "signal">, target: string): Promise<Response> {
   const init: RequestInit & { decompress: boolean } = { method: req.method, headers: { authorization, accept: req.headers.get("accept") ?? "*/*" }, decompress: false, redirect: "manual" };
   let done = () => {};
   if (withSignal) {
@@ -85,7 +83,7 @@ writeFileSync(caFile, ca.certPem);
 let url: string;
 let stop: () => void;
 if (values.mode === "serve") {
-  const server = Bun.serve({ hostname: "127.0.0.1", port: 0, tls: { cert: serving.certPem, key: serving.keyPem }, idleTimeout: 120, fetch: handler });
+  const server = Bun.serve({ hostname: "127.0.0.1", port: 0, tls: { cert: serving.certPem, key: serving.keyPem }, idleTimeout: 120, fetch: (req) => handler(req, req.url.slice(req.url.indexOf("/", 8))) });
   url = `https://127.0.0.1:${server.port}`;
   stop = () => server.stop(true);
 } else if (values.mode === "edge") {
@@ -94,7 +92,7 @@ if (values.mode === "serve") {
     hostname: "127.0.0.1",
     port: 0,
     tls: { cert: serving.certPem, key: serving.keyPem },
-    handle: (req) => handler(req),
+    handle: (req, context) => handler(req, context.target),
     upgrade: async (_head, _context, client) =>
       client.respond(Response.json({ kind: "Status", apiVersion: "v1", status: "Failure", code: 400, reason: "BadRequest", message: "no upgrades here" }, { status: 400 })),
   });

@@ -7,7 +7,11 @@
  *   GET /api/v1/pods                               a PodList of --list-bytes bytes (default 512 MiB),
  *                                                  generated on the fly and streamed chunked
  *
- * Run: bun bench/upstream.ts --token T --dir DIR [--list-bytes N]
+ * With --cpu-us N every pod GET first spends N µs of CPU (a busy loop), the way a real
+ * kube-apiserver spends its own on authentication, authorization, admission and serialization:
+ * against it a proxy's share of the machine counts as it would in front of a real cluster.
+ *
+ * Run: bun bench/upstream.ts --token T --dir DIR [--list-bytes N] [--cpu-us N]
  * Prints one JSON line on stdout: {"url": "...", "caFile": "...", "podBytes": N, "listBytes": N}.
  */
 import { writeFileSync } from "node:fs";
@@ -21,6 +25,7 @@ const { values } = parseArgs({
     dir: { type: "string" },
     "list-bytes": { type: "string", default: String(512 * 1024 * 1024) },
     port: { type: "string", default: "0" },
+    "cpu-us": { type: "string", default: "0" },
   },
 });
 if (!values.dir) throw new Error("--dir is required");
@@ -99,6 +104,14 @@ function benchPod(name: string, index = 0): Record<string, unknown> {
 }
 
 const token = values.token!;
+const cpuMs = Number(values["cpu-us"]) / 1000;
+
+/** Spends `cpuMs` of CPU on this thread (a wall-clock spin: the upstream has the core to itself while it spins). */
+function spendCpu(): void {
+  if (cpuMs <= 0) return;
+  const until = performance.now() + cpuMs;
+  while (performance.now() < until);
+}
 const listBytes = Number(values["list-bytes"]);
 const ca = await createCertificateAuthority("kpass-bench-upstream-ca");
 const serving = await issueServingCertificate(ca, { commonName: "bench-upstream", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"] });
@@ -160,6 +173,7 @@ const server = Bun.serve({
     if (req.method !== "GET") return status(405, "MethodNotAllowed", "benchmark upstream serves GET only");
     switch (path) {
       case "/api/v1/namespaces/default/pods/web-0":
+        spendCpu();
         return new Response(podBody, { headers: jsonHeaders });
       case "/version":
         return new Response(versionBody, { headers: jsonHeaders });

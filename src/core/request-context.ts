@@ -10,7 +10,20 @@ export interface ClientCertificate {
   serial: string;
 }
 
-/** What the edge knows of a request beyond the Request object, handed to whatever serves it. */
+/**
+ * A request as the edge framed it: what a handler reads of it, without the URL parse and header
+ * copy of a web `Request` (a `Request` fits this shape; the target is in the RequestContext).
+ */
+export interface FramedRequest {
+  method: string;
+  headers: Headers;
+  /** The body as it arrives; null when the request has none (and always for GET and HEAD). */
+  body: ReadableStream<Uint8Array> | null;
+  /** Aborts when the client goes away. */
+  signal: AbortSignal;
+}
+
+/** What the edge knows of a request beyond its method, headers and body, handed to whatever serves it. */
 export interface RequestContext {
   /** The request target exactly as sent (never resolved or re-encoded). */
   target: string;

@@ -1,4 +1,5 @@
-import type { ClientCertificate, RequestContext } from "../core/request-context.ts";
+import type { ClientCertificate, FramedRequest, RequestContext } from "../core/request-context.ts";
+import type { ClusterReply } from "../proxy/cluster-reply.ts";
 import type { Socket } from "bun";
 import { pathNotFound, statusResponse, ApiError } from "../core/status.ts";
 import { ChunkedDecoder } from "../proxy/chunked.ts";
@@ -6,14 +7,13 @@ import type { UpgradedConnection } from "../proxy/http1-client.ts";
 import { linkPipe, PipeEnd } from "../proxy/socket-pipe.ts";
 import { isUpgrade, MAX_HEAD_BYTES, parseRequestHead, type RequestHead } from "./request-head.ts";
 import { hasDotSegment } from "../proxy/proxy-path.ts";
-import { writeResponse, type ResponseSink } from "./response-writer.ts";
+import { discardReply, writeReply, writeResponse, type ResponseSink } from "./response-writer.ts";
 import { logger } from "../core/log.ts";
-
-/** What the edge knows about a request beyond the web-standard Request. */
 
 export type { RequestContext };
 
-export type RequestHandler = (req: Request, context: RequestContext) => Promise<Response>;
+/** Serves one framed request: kpass's own answers are Responses, a cluster's answer is a ClusterReply. */
+export type RequestHandler = (req: FramedRequest, context: RequestContext) => Promise<Response | ClusterReply>;
 
 /** The edge's side of an upgrade: answer it (connection closes) or join it to the cluster's 101. */
 export interface UpgradeClient {
@@ -44,8 +44,6 @@ interface Current {
   bodyError?: string;
   abort: AbortController;
 }
-
-const BASE_URL = "https://kpass.local";
 
 /** The leaf certificate the client presented (DER and serial), or undefined; never throws. */
 function peerCertificate(socket: Socket<ClientConnection>): ClientCertificate | undefined {
@@ -103,13 +101,14 @@ export class ClientConnection implements ResponseSink {
   write(bytes: Uint8Array): boolean {
     const socket = this.socket;
     if (!socket || this.closed) return false;
+    // Queued bytes are copied: a reply's body may be a view of the cluster socket's reused buffer.
     if (this.queue.length > 0) {
-      this.queue.push(bytes);
+      this.queue.push(Buffer.from(bytes));
       return false;
     }
     const written = socket.write(bytes);
     if (written < bytes.byteLength) {
-      this.queue.push(bytes.subarray(Math.max(written, 0)));
+      this.queue.push(Buffer.from(bytes.subarray(Math.max(written, 0))));
       return false;
     }
     return true;
@@ -335,22 +334,25 @@ export class ClientConnection implements ResponseSink {
       const rest = this.feedBody(current, buffered);
       if (rest.byteLength > 0) this.append(rest);
     }
-    let response: Response;
+    let response: Response | ClusterReply;
     if (hasDotSegment(head.target)) response = statusResponse(this.refusedAtEdge(context, head.headers));
     else {
       try {
-        const request = new Request(BASE_URL + head.target, { method: head.method, headers: head.headers, body, signal: abort.signal, duplex: "half" } as RequestInit);
-        response = await this.options.handle(request, context);
+        response = await this.options.handle({ method: head.method, headers: head.headers, body, signal: abort.signal }, context);
       } catch (error) {
         logger.error("request handler failed (a bug: the client got a 500)", { error });
         response = statusResponse(new ApiError(500, "InternalError", "internal error"));
       }
     }
-    if (current.bodyError && !this.closed) response = statusResponse(new ApiError(400, "BadRequest", current.bodyError));
-    if (this.closed) return void response.body?.cancel().catch(() => {});
+    if (current.bodyError && !this.closed) {
+      discardReply(response);
+      response = statusResponse(new ApiError(400, "BadRequest", current.bodyError));
+    }
+    if (this.closed) return discardReply(response);
     // A body not read to its end leaves the connection's framing unknown: close after answering.
     const close = !head.keepAlive || !current.bodyDone || current.bodyError !== undefined || this.state === "closing" || this.draining;
-    const complete = await writeResponse(this, response, { headOnly: head.method === "HEAD", chunkedAllowed: head.version === "HTTP/1.1", close });
+    const writeOptions = { headOnly: head.method === "HEAD", chunkedAllowed: head.version === "HTTP/1.1", close };
+    const complete = response instanceof Response ? await writeResponse(this, response, writeOptions) : await writeReply(this, response, writeOptions);
     this.current = undefined;
     this.runFinishers();
     if (this.closed) return;

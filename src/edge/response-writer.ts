@@ -1,5 +1,5 @@
 import { encodeChunk, LAST_CHUNK } from "../proxy/chunked.ts";
-import { completeBody } from "../proxy/http1-client.ts";
+import type { ClusterReply } from "../proxy/cluster-reply.ts";
 
 const REASONS: Record<number, string> = {
   200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 301: "Moved Permanently", 302: "Found", 304: "Not Modified",
@@ -12,7 +12,7 @@ const REASONS: Record<number, string> = {
 /** Response headers the edge decides itself, whatever the handler set. */
 const EDGE_OWNED = new Set(["connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "proxy-connection", "trailer"]);
 
-/** The sink a response is written to: returns false when the bytes were queued (wait for drain). */
+/** The sink a response is written to: returns false when the bytes were queued (wait for drain); queued bytes are copied. */
 export interface ResponseSink {
   write(bytes: Uint8Array): boolean;
   drained(): Promise<void>;
@@ -73,11 +73,6 @@ export async function writeResponse(sink: ResponseSink, response: Response, opti
     const head = responseHead(response, plan, options.close);
     // A HEAD answer names the length of the body it would have; nothing follows the head.
     sink.write(head);
-    return true;
-  }
-  const complete = completeBody(response);
-  if (complete && declared === String(complete.byteLength)) {
-    sink.write(Buffer.concat([responseHead(response, { kind: "length", length: complete.byteLength }, options.close), complete]));
     return true;
   }
   const reader: BodyReader = body.getReader();
@@ -160,4 +155,114 @@ async function writeFixed(sink: ResponseSink, response: Response, reader: BodyRe
     return false;
   }
   return sent === length;
+}
+
+function replyHead(reply: ClusterReply, plan: BodyPlan, close: boolean): string {
+  const status = reply.status;
+  let head = `HTTP/1.1 ${status} ${reply.reason || REASONS[status] || "Unknown"}\r\n${reply.headerLines}`;
+  if (plan.kind === "length") head += `Content-Length: ${plan.length}\r\n`;
+  else if (plan.kind === "chunked") head += "Transfer-Encoding: chunked\r\n";
+  else if (plan.kind === "none" && status !== 204 && status !== 304 && status >= 200) head += "Content-Length: 0\r\n";
+  if (close || plan.kind === "close") head += "Connection: close\r\n";
+  return head + "\r\n";
+}
+
+/** One chunk of the chunked coding in one buffer (one write, one TLS record). */
+function chunk(bytes: Uint8Array): Uint8Array {
+  const size = `${bytes.byteLength.toString(16)}\r\n`;
+  const out = Buffer.allocUnsafe(size.length + bytes.byteLength + 2);
+  out.write(size, 0, "latin1");
+  out.set(bytes, size.length);
+  out[out.length - 2] = 13;
+  out[out.length - 1] = 10;
+  return out;
+}
+
+/**
+ * Writes a cluster's reply to `sink`: its head (the cluster's lines as received, framing the
+ * edge's own), then the body — whole in the same write when it came with the head, else pushed
+ * from the cluster's socket with backpressure. Tells the reply once how much of the body went out.
+ * Resolves true when the reply was written completely (the connection may carry another request).
+ */
+export function writeReply(sink: ResponseSink, reply: ClusterReply, options: WriteOptions): Promise<boolean> {
+  const status = reply.status;
+  const body = reply.body;
+  if (options.headOnly || status === 204 || status === 304 || status < 200 || body === null) {
+    if (body !== null && !(body instanceof Uint8Array)) body.cancel();
+    const plan: BodyPlan = options.headOnly && reply.length !== undefined ? { kind: "length", length: reply.length } : { kind: "none" };
+    sink.write(Buffer.from(replyHead(reply, plan, options.close), "latin1"));
+    reply.sent?.(0, true);
+    return Promise.resolve(true);
+  }
+  if (body instanceof Uint8Array) {
+    const head = replyHead(reply, { kind: "length", length: body.byteLength }, options.close);
+    const out = Buffer.allocUnsafe(head.length + body.byteLength);
+    out.write(head, 0, "latin1");
+    out.set(body, head.length);
+    sink.write(out);
+    reply.sent?.(body.byteLength, true);
+    return Promise.resolve(true);
+  }
+  const length = reply.length;
+  const plan: BodyPlan = length !== undefined ? { kind: "length", length } : options.chunkedAllowed ? { kind: "chunked" } : { kind: "close" };
+  sink.write(Buffer.from(replyHead(reply, plan, options.close), "latin1"));
+  return new Promise<boolean>((resolve) => {
+    let sent = 0;
+    let done = false;
+    const finish = (complete: boolean) => {
+      if (done) return;
+      done = true;
+      reply.sent?.(sent, complete);
+      resolve(complete);
+    };
+    const giveUp = () => {
+      body.cancel();
+      finish(false);
+    };
+    body.pipe({
+      write(bytes) {
+        if (done) return false;
+        if (sink.closed) {
+          giveUp();
+          return false;
+        }
+        let ok: boolean;
+        if (plan.kind === "length") {
+          const room = plan.length - sent;
+          if (bytes.byteLength > room) {
+            // More than the cluster declared: send what it declared and drop the connection after.
+            sink.write(bytes.subarray(0, room));
+            sent += room;
+            giveUp();
+            return false;
+          }
+          ok = sink.write(bytes);
+        } else ok = sink.write(plan.kind === "chunked" ? chunk(bytes) : bytes);
+        sent += bytes.byteLength;
+        if (!ok) {
+          void sink.drained().then(() => {
+            if (done) return;
+            if (sink.closed) giveUp();
+            else body.resume();
+          });
+        }
+        return ok;
+      },
+      end() {
+        if (done) return;
+        if (plan.kind === "chunked") sink.write(LAST_CHUNK);
+        finish(plan.kind === "chunked" || (plan.kind === "length" && sent === plan.length));
+      },
+      fail() {
+        finish(false);
+      },
+    });
+  });
+}
+
+/** A reply or response the client will not get (it left): its body dropped, its `sent` told. */
+export function discardReply(reply: Response | ClusterReply): void {
+  if (reply instanceof Response) return void reply.body?.cancel().catch(() => {});
+  if (reply.body !== null && !(reply.body instanceof Uint8Array)) reply.body.cancel();
+  reply.sent?.(0, false);
 }

@@ -1,6 +1,7 @@
 import { checkRbacWriteBody, RBAC_BODY_LIMIT, rbacBodyTooLarge, rbacWriteNeedsBody } from "../auth/escalation.ts";
 import type { Identity } from "../auth/identity.ts";
 import type { ProxyPlan } from "./plan.ts";
+import type { FramedRequest } from "../core/request-context.ts";
 import { ApiError } from "../core/status.ts";
 
 /** Reads at most `limit` bytes of a body; undefined when it is longer. */
@@ -26,7 +27,7 @@ export async function readBounded(body: ReadableStream<Uint8Array>, limit: numbe
  * as kpass's own identity get kube-apiserver's escalation check against the pass's rules (the
  * cluster would run it against kpass's identity). The body checked is the body forwarded.
  */
-export async function admitProxied(req: Request, identity: Identity, plan: ProxyPlan): Promise<Request> {
+export async function admitProxied(req: FramedRequest, identity: Identity, plan: ProxyPlan): Promise<FramedRequest> {
   const attributes = plan.decision.attributes;
   // A host user reaches the cluster impersonated (the default for host users): the cluster runs the
   // escalation check against that user itself. Through a cluster set to `none` a host user has no
@@ -37,7 +38,12 @@ export async function admitProxied(req: Request, identity: Identity, plan: Proxy
   if (!body) throw rbacBodyTooLarge(attributes);
   const refusal = checkRbacWriteBody(identity, attributes, body, req.headers);
   if (refusal instanceof ApiError) throw refusal;
+  return withBody(req, body);
+}
+
+/** `req` again with the `body` kpass read whole (its Content-Length set to match). */
+export function withBody(req: FramedRequest, body: Uint8Array): FramedRequest {
   const headers = new Headers(req.headers);
   headers.set("content-length", String(body.byteLength));
-  return new Request(req.url, { method: req.method, headers, body: body.byteLength > 0 ? body : null, signal: req.signal });
+  return { method: req.method, headers, body: body.byteLength > 0 ? new Blob([body]).stream() : null, signal: req.signal };
 }

@@ -2,10 +2,9 @@ import { clusterTarget, type ClusterTransport } from "./cluster-transport.ts";
 import type { UpgradedConnection } from "./http1-client.ts";
 import type { ImpersonationHeaders } from "../auth/identity.ts";
 import { impersonationHeaderLines } from "./upstream-headers.ts";
+import type { FramedRequest } from "../core/request-context.ts";
 import { ApiError } from "../core/status.ts";
-
-/** Response headers that belong to the upstream hop only (Content-Length is kept: the body is passed as is). */
-const RESPONSE_HOP_BY_HOP = ["connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade"];
+import { replyToResponse, responseToReply, type ClusterReply } from "./cluster-reply.ts";
 
 /** Error codes reported for a TLS failure toward the cluster (certificate or handshake). */
 function isTlsFailure(code: string, message: string): boolean {
@@ -78,16 +77,16 @@ function headDeadline(options: ForwardOptions): number | undefined {
 }
 
 /**
- * Sends `req` to the cluster and streams the answer back untouched (no decompression, no
+ * Sends `req` to the cluster and hands back its answer untouched (no decompression, no
  * buffering). The upstream request dies with the client's: `req.signal` aborts it at once.
  */
-export async function forwardRequest(req: Request, options: ForwardOptions): Promise<Response> {
+export async function forwardRequest(req: FramedRequest, options: ForwardOptions): Promise<ClusterReply> {
   const { transport } = options;
   if (transport.proxyURL) return forwardThroughProxy(req, options);
   const hasBody = req.body !== null && req.method !== "GET" && req.method !== "HEAD";
   const length = req.headers.get("content-length");
   try {
-    const { response } = await transport.pool.request({
+    const { reply } = await transport.pool.request({
       method: req.method,
       target: clusterTarget(transport, options.path, options.search),
       headers: options.headers,
@@ -97,7 +96,7 @@ export async function forwardRequest(req: Request, options: ForwardOptions): Pro
       signal: options.signal ?? req.signal,
       headTimeoutMs: headDeadline(options),
     });
-    return response;
+    return reply;
   } catch (error) {
     throw upstreamFailure(transport.cluster, error, false, transport.tls.cert !== undefined);
   }
@@ -110,7 +109,7 @@ export async function forwardRequest(req: Request, options: ForwardOptions): Pro
 export async function forwardUpgrade(options: { transport: ClusterTransport; method: string; path: string; search: string; headers: Headers; headerTimeoutMs: number; impersonate?: ImpersonationHeaders }): Promise<{ response: Response; upgraded?: UpgradedConnection }> {
   const { transport } = options;
   try {
-    return await transport.pool.request({
+    const { reply, upgraded } = await transport.pool.request({
       method: options.method,
       target: clusterTarget(transport, options.path, options.search),
       headers: options.headers,
@@ -118,13 +117,14 @@ export async function forwardUpgrade(options: { transport: ClusterTransport; met
       upgrade: true,
       headTimeoutMs: options.headerTimeoutMs,
     });
+    return { response: replyToResponse(reply), upgraded };
   } catch (error) {
     throw upstreamFailure(transport.cluster, error, false, transport.tls.cert !== undefined);
   }
 }
 
 /** Clusters behind an HTTP proxy go through Bun's fetch, which speaks CONNECT. */
-async function forwardThroughProxy(req: Request, options: ForwardOptions): Promise<Response> {
+async function forwardThroughProxy(req: FramedRequest, options: ForwardOptions): Promise<ClusterReply> {
   const { transport } = options;
   const url = `${transport.endpoint.origin}${clusterTarget(transport, options.path, options.search)}`;
   const upstreamAbort = new AbortController();
@@ -157,7 +157,6 @@ async function forwardThroughProxy(req: Request, options: ForwardOptions): Promi
   } finally {
     clearTimeout(timer);
   }
-  for (const name of RESPONSE_HOP_BY_HOP) upstream.headers.delete(name);
-  return upstream;
+  return responseToReply(upstream);
 }
 

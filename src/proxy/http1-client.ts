@@ -3,14 +3,16 @@ import { checkServerIdentity } from "node:tls";
 import type { Socket, SocketHandler } from "bun";
 import { ChunkedDecoder, encodeChunk, LAST_CHUNK } from "./chunked.ts";
 import type { ClusterTls } from "./cluster-transport.ts";
+import type { ClusterReply, ReplySink, ReplyStream } from "./cluster-reply.ts";
 import type { PipeEnd } from "./socket-pipe.ts";
 
 /**
  * kpass's own HTTP/1.1 client toward clusters, on Bun sockets: one keep-alive pool per cluster
  * with no runtime cap on concurrent requests (a watch holds one connection, nothing else), its
  * own connect and response-head deadlines, and upgrades that hand over the socket only after the
- * cluster's `101`. Response heads resolve as soon as they are read; bodies stream with
- * backpressure.
+ * cluster's `101`. Response heads resolve as soon as they are read, as a ClusterReply (no
+ * Response, no Headers); a body that came with its head is handed over whole, any other is pushed
+ * from this socket to the reply's sink with backpressure.
  */
 
 export interface UpstreamRequest {
@@ -40,7 +42,7 @@ export interface UpgradedConnection {
 }
 
 export interface UpstreamResponse {
-  response: Response;
+  reply: ClusterReply;
   upgraded?: UpgradedConnection;
 }
 
@@ -62,16 +64,6 @@ export class UpstreamError extends Error {
  * 503 with Retry-After — rather than running out, which Bun reports as a refused connection and
  * which makes its accept loop spin.
  */
-/**
- * Responses whose whole body arrived with their head: the edge writes these bytes directly,
- * without a stream in between (most small GETs; the Response's own body carries the same bytes).
- */
-const completeBodies = new WeakMap<Response, Uint8Array>();
-
-export function completeBody(response: Response): Uint8Array | undefined {
-  return completeBodies.get(response);
-}
-
 export const connectionBudget = { limit: Number.MAX_SAFE_INTEGER, open: 0 };
 
 /** Sets the budget from the process's descriptor limit. */
@@ -102,7 +94,11 @@ interface Exchange {
   headSettled: boolean;
   headTimer?: ReturnType<typeof setTimeout>;
   requestSent: boolean;
-  body?: ReadableStreamDefaultController<Uint8Array>;
+  /** Where the body goes once the reply's reader piped it; bytes before that wait in `early`. */
+  sink?: ReplySink;
+  early?: Uint8Array[];
+  /** The body ended (true) or broke (an Error) before it was piped. */
+  earlyEnd?: true | Error;
   bodyMode?: BodyMode;
   keepAlive: boolean;
   /** Bytes received for this exchange: a reused connection that closes before any may be retried. */
@@ -263,67 +259,101 @@ class UpstreamConnection {
     exchange.headSettled = true;
     clearTimeout(exchange.headTimer);
     const noBody = exchange.request.method === "HEAD" || head.status === 204 || head.status === 304;
-    const encoding = head.headers.get("transfer-encoding");
-    const length = head.headers.get("content-length");
+    const { transferEncoding: encoding, contentLength: length } = head;
     let mode: BodyMode;
     if (noBody) mode = { kind: "none" };
-    else if (encoding !== null) {
+    else if (encoding !== undefined) {
       if (encoding.toLowerCase() !== "chunked") return this.fail(new UpstreamError("PROTOCOL", `unsupported Transfer-Encoding "${encoding}" from cluster`));
       mode = { kind: "chunked", decoder: new ChunkedDecoder() };
-      head.headers.delete("content-length");
-    } else if (length !== null) {
-      if (!/^\d{1,15}$/.test(length)) return this.fail(new UpstreamError("PROTOCOL", "invalid Content-Length from cluster"));
-      mode = { kind: "length", remaining: Number(length) };
-    } else mode = { kind: "close" };
+    } else if (length !== undefined) mode = { kind: "length", remaining: length };
+    else mode = { kind: "close" };
     exchange.bodyMode = mode;
     exchange.keepAlive = head.keepAlive && mode.kind !== "close" && !exchange.request.upgrade;
-    for (const name of [...head.headers.keys()]) if (RESPONSE_HOP_BY_HOP.has(name)) head.headers.delete(name);
     const upgradeRefused = exchange.request.upgrade === true;
-    if (mode.kind === "length" && mode.remaining > 0 && rest.byteLength >= mode.remaining) {
-      const bytes = new Uint8Array(rest.subarray(0, mode.remaining));
-      const response = new Response(bytes, { status: head.status, statusText: head.reason, headers: head.headers });
-      completeBodies.set(response, bytes);
-      exchange.resolve({ response });
-      return this.finish(exchange, rest.byteLength > bytes.byteLength || upgradeRefused);
+    const reply: ClusterReply = { status: head.status, reason: head.reason, headerLines: head.lines, length: encoding === undefined ? length : undefined, body: null };
+    if (mode.kind === "none" || (mode.kind === "length" && mode.remaining === 0)) {
+      exchange.resolve({ reply });
+      return this.finish(exchange, rest.byteLength > 0 || upgradeRefused);
     }
-    let body: ReadableStream<Uint8Array> | null = null;
-    if (mode.kind !== "none" && !(mode.kind === "length" && mode.remaining === 0)) {
-      body = new ReadableStream<Uint8Array>({
-        start: (controller) => {
-          exchange.body = controller;
-        },
-        pull: () => {
-          if (this.exchange === exchange) this.socket?.resume();
-        },
-        cancel: () => {
-          if (this.exchange === exchange) this.destroy();
-        },
-      });
+    if (mode.kind === "length" && rest.byteLength >= mode.remaining) {
+      reply.body = new Uint8Array(rest.subarray(0, mode.remaining));
+      exchange.resolve({ reply });
+      return this.finish(exchange, rest.byteLength > mode.remaining || upgradeRefused);
     }
-    exchange.resolve({ response: new Response(body, { status: head.status, statusText: head.reason, headers: head.headers }) });
-    if (!body) return this.finish(exchange, rest.byteLength > 0 || upgradeRefused);
+    if (mode.kind === "chunked" && rest.byteLength > 0) {
+      // A small chunked answer that came whole with its head is handed over whole, with a length.
+      const decoded = mode.decoder.push(rest);
+      if (decoded.kind === "error") return this.fail(new UpstreamError("PROTOCOL", decoded.message));
+      if (decoded.done) {
+        reply.body = new Uint8Array(Buffer.concat(decoded.data));
+        reply.length = reply.body.byteLength;
+        exchange.resolve({ reply });
+        return this.finish(exchange, decoded.consumed < rest.byteLength || upgradeRefused);
+      }
+      reply.body = this.bodyStream(exchange);
+      exchange.resolve({ reply });
+      for (const data of decoded.data) this.deliver(exchange, data);
+      return;
+    }
+    reply.body = this.bodyStream(exchange);
+    exchange.resolve({ reply });
     if (rest.byteLength > 0) this.readBody(exchange, rest);
+  }
+
+  /** The body of `exchange` as the reply's stream: pushed to the sink it is piped to. */
+  private bodyStream(exchange: Exchange): ReplyStream {
+    return {
+      pipe: (sink) => {
+        exchange.sink = sink;
+        const early = exchange.early;
+        exchange.early = undefined;
+        let room = true;
+        for (const bytes of early ?? []) room = sink.write(bytes) && room;
+        const end = exchange.earlyEnd;
+        if (end === true) return sink.end();
+        if (end) return sink.fail(end);
+        if (room && this.exchange === exchange) this.socket?.resume();
+      },
+      resume: () => {
+        if (this.exchange === exchange) this.socket?.resume();
+      },
+      cancel: () => {
+        exchange.sink = undefined;
+        exchange.early = undefined;
+        if (this.exchange === exchange) this.destroy();
+      },
+    };
+  }
+
+  /** Body bytes for the client: to the sink (pausing when it is full), or kept until it is piped. */
+  private deliver(exchange: Exchange, data: Uint8Array): void {
+    if (data.byteLength === 0) return;
+    const sink = exchange.sink;
+    if (sink) {
+      if (!sink.write(data)) this.socket?.pause();
+      return;
+    }
+    // The socket's buffer is reused after this callback: keep a copy, and read no more until piped.
+    (exchange.early ??= []).push(new Uint8Array(data));
+    this.socket?.pause();
+  }
+
+  private endBody(exchange: Exchange, outcome: true | Error): void {
+    const sink = exchange.sink;
+    exchange.sink = undefined;
+    if (!sink) exchange.earlyEnd ??= outcome;
+    else if (outcome === true) sink.end();
+    else sink.fail(outcome);
   }
 
   private readBody(exchange: Exchange, chunk: Uint8Array): void {
     const mode = exchange.bodyMode!;
-    const controller = exchange.body!;
-    const enqueue = (data: Uint8Array) => {
-      if (data.byteLength === 0) return;
-      try {
-        // The stream keeps the bytes: copy out of the socket's reused buffer.
-        controller.enqueue(new Uint8Array(data));
-      } catch {
-        return;
-      }
-      if ((controller.desiredSize ?? 1) <= 0) this.socket?.pause();
-    };
     switch (mode.kind) {
       case "close":
-        return enqueue(chunk);
+        return this.deliver(exchange, chunk);
       case "length": {
         const take = Math.min(mode.remaining, chunk.byteLength);
-        enqueue(chunk.subarray(0, take));
+        this.deliver(exchange, chunk.subarray(0, take));
         mode.remaining -= take;
         if (mode.remaining === 0) this.finish(exchange, take < chunk.byteLength);
         return;
@@ -331,7 +361,7 @@ class UpstreamConnection {
       case "chunked": {
         const result = mode.decoder.push(chunk);
         if (result.kind === "error") return this.fail(new UpstreamError("PROTOCOL", result.message));
-        for (const data of result.data) enqueue(data);
+        for (const data of result.data) this.deliver(exchange, data);
         if (result.done) this.finish(exchange, result.consumed < chunk.byteLength);
         return;
       }
@@ -340,13 +370,9 @@ class UpstreamConnection {
     }
   }
 
-  /** The response is complete: close its body and give the connection back, or drop it. */
+  /** The response is complete: end its body and give the connection back, or drop it. */
   private finish(exchange: Exchange, trailingBytes: boolean): void {
-    try {
-      exchange.body?.close();
-    } catch {
-      // The reader went away first.
-    }
+    this.endBody(exchange, true);
     this.socket?.resume();
     this.exchange = undefined;
     if (trailingBytes || !exchange.keepAlive || !exchange.requestSent) return this.destroy();
@@ -371,7 +397,7 @@ class UpstreamConnection {
       },
       close: () => this.destroy(),
     };
-    exchange.resolve({ response: new Response(null, { status: 200, statusText: "Switching Protocols" }), upgraded });
+    exchange.resolve({ reply: { status: 101, reason: "Switching Protocols", headerLines: "", length: undefined, body: null }, upgraded });
   }
 
   fail(error: Error): void {
@@ -382,13 +408,7 @@ class UpstreamConnection {
       if (!exchange.headSettled) {
         exchange.headSettled = true;
         exchange.reject(error);
-      } else {
-        try {
-          exchange.body?.error(error);
-        } catch {
-          // Already closed.
-        }
-      }
+      } else this.endBody(exchange, error);
     }
     this.destroy();
   }
@@ -415,11 +435,7 @@ class UpstreamConnection {
     if (exchange?.bodyMode?.kind === "close" && !error) {
       // A close-delimited body ends with the connection.
       this.exchange = undefined;
-      try {
-        exchange.body?.close();
-      } catch {
-        // Reader gone.
-      }
+      this.endBody(exchange, true);
     } else if (exchange) {
       const message = error?.message ?? (exchange.headSettled ? "connection closed in the middle of the response body" : "connection closed before the response head");
       this.fail(new UpstreamError("CLOSED", message, exchange.received === 0 && !exchange.headSettled));
@@ -438,27 +454,47 @@ class UpstreamConnection {
 interface ParsedResponseHead {
   status: number;
   reason: string;
-  headers: Headers;
+  /** The header lines to relay, each `Name: value\r\n` (hop-by-hop fields and Content-Length left out). */
+  lines: string;
+  contentLength?: number;
+  transferEncoding?: string;
   keepAlive: boolean;
 }
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** The cluster's head as text holds no control characters but HTAB (CRLF only as line ends, which split removed). */
+const BAD_FIELD_CHAR = /[\x00-\x08\x0a-\x1f\x7f]/;
 
+/** Parses a response head into the lines to relay; a string is why it is malformed. */
 function parseResponseHead(text: string): ParsedResponseHead | string {
   const lines = text.split("\r\n");
-  const status = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/.exec(lines[0] ?? "");
+  const status = /^HTTP\/1\.([01]) (\d{3})(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?$/.exec(lines[0] ?? "");
   if (!status) return "malformed status line from cluster";
-  const headers = new Headers();
+  let relayed = "";
+  let connection = "";
+  let contentLength: string | undefined;
+  let transferEncoding: string | undefined;
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i]!;
     const colon = line.indexOf(":");
     const name = colon > 0 ? line.slice(0, colon) : "";
-    if (!TOKEN.test(name) || /[\0\r\n]/.test(line)) return "malformed header line from cluster";
-    headers.append(name, line.slice(colon + 1).trim());
+    if (!TOKEN.test(name) || BAD_FIELD_CHAR.test(line)) return "malformed header line from cluster";
+    const value = line.slice(colon + 1).trim();
+    const lower = name.toLowerCase();
+    if (!RESPONSE_HOP_BY_HOP.has(lower) && lower !== "content-length") {
+      relayed += `${name}: ${value}\r\n`;
+      continue;
+    }
+    if (lower === "connection") connection += `${value},`;
+    else if (lower === "transfer-encoding") transferEncoding = transferEncoding === undefined ? value : `${transferEncoding}, ${value}`;
+    else if (lower === "content-length") {
+      if (!/^\d{1,15}$/.test(value) || (contentLength !== undefined && contentLength !== value)) return "invalid Content-Length from cluster";
+      contentLength = value;
+    }
   }
-  const connection = (headers.get("connection") ?? "").toLowerCase();
+  connection = connection.toLowerCase();
   const keepAlive = status[1] === "1" ? !/\bclose\b/.test(connection) : /\bkeep-alive\b/.test(connection);
-  return { status: Number(status[2]), reason: status[3] ?? "", headers, keepAlive };
+  return { status: Number(status[2]), reason: status[3] ?? "", lines: relayed, contentLength: contentLength === undefined ? undefined : Number(contentLength), transferEncoding, keepAlive };
 }
 
 function requestHead(request: UpstreamRequest, host: string): Uint8Array {

@@ -2,8 +2,9 @@
  * A cluster-bound REST request (everything but upgrades): admitted, forwarded on the cluster's
  * keep-alive pool, and audited when its response has been sent.
  */
-import type { RequestContext } from "../core/request-context.ts";
+import type { FramedRequest, RequestContext } from "../core/request-context.ts";
 import { asApiError } from "../core/status.ts";
+import { endsWhen, replyToResponse, type ClusterReply } from "./cluster-reply.ts";
 import { admitProxied } from "./admission.ts";
 import type { Admitted, ClusterAdmission } from "./cluster-admission.ts";
 import { forwardRequest, isStreaming } from "./forward.ts";
@@ -20,7 +21,7 @@ export interface RestProxyOptions {
 type Context = Pick<RequestContext, "target" | "sourceIP"> & Partial<Pick<RequestContext, "onFinished" | "rawHeaders" | "clientCertificate">>;
 
 /** Runs `callback` once the response has been written or the client left (without an edge: when the client left). */
-function atEnd(req: Request, context: Context, callback: () => void): void {
+function atEnd(req: FramedRequest, context: Context, callback: () => void): void {
   if (context.onFinished) context.onFinished(callback);
   else req.signal.addEventListener("abort", callback, { once: true });
 }
@@ -30,7 +31,7 @@ function atEnd(req: Request, context: Context, callback: () => void): void {
  * returned signal aborts the cluster request with the client, or with the lease until the
  * response head is in (afterwards endsWithLease ends the body cleanly instead).
  */
-function holdLease(admitted: Admitted, req: Request, context: Context): { signal: AbortSignal; upstream?: AbortController; headIn?: () => void } {
+function holdLease(admitted: Admitted, req: FramedRequest, context: Context): { signal: AbortSignal; upstream?: AbortController; headIn?: () => void } {
   const lease = admitted.lease;
   if (!lease) return { signal: req.signal };
   atEnd(req, context, lease.release);
@@ -41,48 +42,7 @@ function holdLease(admitted: Admitted, req: Request, context: Context): { signal
   return { signal: upstream.signal, upstream, headIn: () => lease.signal.removeEventListener("abort", abort) };
 }
 
-/**
- * A watch or log follow whose lease ends (pass revoked or edited, kpass shutting down) ends as a
- * complete response — the terminating chunk, not a broken connection — so clients re-watch at once.
- */
-function endsWithLease(response: Response, lease: NonNullable<Admitted["lease"]>, upstream: AbortController): Response {
-  const source = response.body;
-  if (!source) return response;
-  const reader = source.getReader();
-  let ended = false;
-  const body = new ReadableStream<Uint8Array>({
-    start(controller) {
-      // From now on the lease ends the body first (cleanly), then the cluster request.
-      lease.signal.addEventListener("abort", () => {
-        ended = true;
-        try {
-          controller.close();
-        } catch {
-          // already closed
-        }
-        upstream.abort();
-        void reader.cancel().catch(() => {});
-      }, { once: true });
-    },
-    async pull(controller) {
-      try {
-        const { value, done } = await reader.read();
-        if (ended) return;
-        if (done) controller.close();
-        else controller.enqueue(value);
-      } catch (error) {
-        if (!ended) controller.error(error);
-      }
-    },
-    cancel(reason) {
-      upstream.abort();
-      return reader.cancel(reason);
-    },
-  });
-  return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
-}
-
-export function createRestProxy(options: RestProxyOptions): (req: Request, context: Context) => Promise<Response> {
+export function createRestProxy(options: RestProxyOptions): (req: FramedRequest, context: Context) => Promise<Response | ClusterReply> {
   const { admission } = options;
   return async function proxy(req, context) {
     let forwarded = req;
@@ -102,7 +62,7 @@ export function createRestProxy(options: RestProxyOptions): (req: Request, conte
     // review may ask the cluster more than once, or not at all).
     let upstreamMs = 0;
     let answered = false;
-    const send = async (request: Request) => {
+    const send = async (request: FramedRequest) => {
       const sentAt = performance.now();
       try {
         const response = await forwardRequest(request, {
@@ -122,12 +82,14 @@ export function createRestProxy(options: RestProxyOptions): (req: Request, conte
       }
     };
     const review = selfReviewKind(plan.decision.attributes);
-    let response: Response;
+    let response: Response | ClusterReply;
     try {
-      response = review ? await answerSelfReview(review, forwarded, admitted.identity, plan, send) : await send(forwarded);
+      // Self reviews read the cluster's answer: they get it as a Response.
+      response = review ? await answerSelfReview(review, forwarded, admitted.identity, plan, async (r) => replyToResponse(await send(r))) : await send(forwarded);
       if (admitted.lease && upstream && headIn) {
         headIn();
-        response = endsWithLease(response, admitted.lease, upstream);
+        // From now on the lease ends the body first (cleanly), then the cluster request.
+        if (!(response instanceof Response) && response.body && !(response.body instanceof Uint8Array)) response.body = endsWhen(response.body, admitted.lease.signal, () => upstream.abort());
       }
     } catch (error) {
       admitted.lease?.release();
@@ -142,7 +104,7 @@ export function createRestProxy(options: RestProxyOptions): (req: Request, conte
 }
 
 /** The response as the audit log and metrics see it end: counted when audited, else at its end or now. */
-function observed(admission: ClusterAdmission, admitted: Admitted, response: Response, at: { req: Request; context: Context; bytesIn: number; timing: { totalMs: number; upstreamMs: number; answered: boolean } }): Response {
+function observed(admission: ClusterAdmission, admitted: Admitted, response: Response | ClusterReply, at: { req: FramedRequest; context: Context; bytesIn: number; timing: { totalMs: number; upstreamMs: number; answered: boolean } }): Response | ClusterReply {
   const { req, context, bytesIn, timing } = at;
   const status = response.status;
   if (!admission.auditing) {
@@ -152,5 +114,9 @@ function observed(admission: ClusterAdmission, admitted: Admitted, response: Res
     else admission.finished(admitted, { status, bytesIn, bytesOut: 0, timing });
     return response;
   }
-  return meterResponse(response, req.signal, (bytesOut) => admission.finished(admitted, { status, bytesIn, bytesOut, timing }));
+  const done = (bytesOut: number) => admission.finished(admitted, { status, bytesIn, bytesOut, timing });
+  if (response instanceof Response) return meterResponse(response, req.signal, done);
+  // The edge counts what it wrote and says so once, whether the client took all of it or left.
+  response.sent = done;
+  return response;
 }

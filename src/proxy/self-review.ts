@@ -12,6 +12,8 @@ import { ApiError, badRequest } from "../core/status.ts";
 import { readBounded } from "./admission.ts";
 import { readReviewSpec } from "../auth/review-body.ts";
 import type { ProxyPlan } from "./plan.ts";
+import type { FramedRequest } from "../core/request-context.ts";
+import { withBody } from "./admission.ts";
 
 /** The extra key naming the pass a request came through. */
 export const PASS_EXTRA = "kpass.dev/pass";
@@ -19,7 +21,7 @@ export const PASS_EXTRA = "kpass.dev/pass";
 const REVIEW_BODY_LIMIT = 1 << 20;
 const REVIEW_ANSWER_LIMIT = 8 << 20;
 
-type Send = (request: Request) => Promise<Response>;
+type Send = (request: FramedRequest) => Promise<Response>;
 
 function isJson(contentType: string | null): boolean {
   return contentType === null || /^application\/json\b/i.test(contentType);
@@ -30,18 +32,16 @@ function acceptsJson(accept: string | null): boolean {
 }
 
 /** The review's body, read whole (bounded), and the spec kpass decides on. */
-async function readReview(request: Request, kind: "access" | "rules"): Promise<{ bytes: Uint8Array; spec: AccessReviewSpec & { namespace?: string } }> {
+async function readReview(request: FramedRequest, kind: "access" | "rules"): Promise<{ bytes: Uint8Array; spec: AccessReviewSpec & { namespace?: string } }> {
   const bytes = request.body ? await readBounded(request.body, REVIEW_BODY_LIMIT) : new Uint8Array(0);
   if (!bytes) throw badRequest("the review is larger than 1 MiB");
   return { bytes, spec: readReviewSpec(kind, request.headers.get("content-type"), bytes) };
 }
 
 /** `request` again with the `body` kpass read; the cluster is asked for JSON, which kpass reads. */
-function resend(request: Request, plan: ProxyPlan, body: Uint8Array): Request {
+function resend(request: FramedRequest, plan: ProxyPlan, body: Uint8Array): FramedRequest {
   plan.headers.set("accept", "application/json");
-  const headers = new Headers(request.headers);
-  headers.set("content-length", String(body.byteLength));
-  return new Request(request.url, { method: request.method, headers, body: body.byteLength > 0 ? body : null, signal: request.signal });
+  return withBody(request, body);
 }
 
 /**
@@ -62,8 +62,8 @@ async function readAnswer(response: Response): Promise<{ response: Response; val
 }
 
 /** `authorization.k8s.io/v1` (or whichever version the review was posted to). */
-function reviewVersion(request: Request): string {
-  const m = /\/apis\/(authorization\.k8s\.io\/[^/]+)\//.exec(new URL(request.url).pathname);
+function reviewVersion(plan: ProxyPlan): string {
+  const m = /\/apis\/(authorization\.k8s\.io\/[^/]+)\//.exec(plan.target.path);
   return m?.[1] ?? "authorization.k8s.io/v1";
 }
 
@@ -84,17 +84,17 @@ async function kpassRefusal(identity: Identity, plan: ProxyPlan, asked: RequestA
   return passAllows(identity, asked) ? undefined : `the pass ${JSON.stringify(identity.pass)} does not allow ${describeAttributes(asked)} on cluster ${cluster}`;
 }
 
-async function accessReview(request: Request, identity: Identity, plan: ProxyPlan, send: Send): Promise<Response> {
+async function accessReview(request: FramedRequest, identity: Identity, plan: ProxyPlan, send: Send): Promise<Response> {
   const { bytes, spec } = await readReview(request, "access");
   const asked = reviewedAttributes(spec);
   if (!asked) throw badRequest("spec.resourceAttributes or spec.nonResourceAttributes is required");
   const refusal = await kpassRefusal(identity, plan, asked);
   if (refusal === undefined) return send(resend(request, plan, bytes));
   const reason = refusal;
-  return jsonResponse({ kind: "SelfSubjectAccessReview", apiVersion: reviewVersion(request), metadata: { creationTimestamp: null }, spec, status: { allowed: false, reason } }, 201);
+  return jsonResponse({ kind: "SelfSubjectAccessReview", apiVersion: reviewVersion(plan), metadata: { creationTimestamp: null }, spec, status: { allowed: false, reason } }, 201);
 }
 
-async function rulesReview(request: Request, identity: Identity, plan: ProxyPlan, send: Send): Promise<Response> {
+async function rulesReview(request: FramedRequest, identity: Identity, plan: ProxyPlan, send: Send): Promise<Response> {
   const { bytes, spec } = await readReview(request, "rules");
   const namespace = String(spec.namespace ?? "");
   const { response, value: answer } = await readAnswer(await send(resend(request, plan, bytes)));
@@ -106,7 +106,7 @@ async function rulesReview(request: Request, identity: Identity, plan: ProxyPlan
   return jsonResponse({ ...answer, status: narrowed }, response.status);
 }
 
-async function whoami(request: Request, identity: Identity, plan: ProxyPlan, send: Send): Promise<Response> {
+async function whoami(request: FramedRequest, identity: Identity, plan: ProxyPlan, send: Send): Promise<Response> {
   // Only when the cluster sees the person (kpass impersonates the pass's own user) is the pass theirs to name.
   const seesPerson = !identity.delegated && plan.cluster.spec.impersonation === "user" && plan.decision.impersonate?.user === identity.user;
   // kubectl ≥ 1.33 prefers protobuf and accepts JSON too; kpass asks for the JSON it can add to.
@@ -121,7 +121,7 @@ async function whoami(request: Request, identity: Identity, plan: ProxyPlan, sen
 }
 
 /** Answers a self review of `kind` sent through a cluster proxy. */
-export function answerSelfReview(kind: SelfReviewKind, request: Request, identity: Identity, plan: ProxyPlan, send: Send): Promise<Response> {
+export function answerSelfReview(kind: SelfReviewKind, request: FramedRequest, identity: Identity, plan: ProxyPlan, send: Send): Promise<Response> {
   if (kind === "access") return accessReview(request, identity, plan, send);
   if (kind === "rules") return rulesReview(request, identity, plan, send);
   return whoami(request, identity, plan, send);

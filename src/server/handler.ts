@@ -7,7 +7,8 @@ import type { StoreHealth } from "../store/backend.ts";
 import type { KpassApi } from "../api/router.ts";
 import type { Authenticator } from "../auth/authenticate.ts";
 import { authorizeDelegatedApi } from "../auth/kpass-access.ts";
-import type { RequestContext } from "../core/request-context.ts";
+import type { FramedRequest, RequestContext } from "../core/request-context.ts";
+import type { ClusterReply } from "../proxy/cluster-reply.ts";
 import { asApiError, statusResponse } from "../core/status.ts";
 import { versionInfo } from "../api/discovery.ts";
 import { isProxyTarget } from "../proxy/proxy-path.ts";
@@ -16,7 +17,7 @@ export type ApiRequestContext = Pick<RequestContext, "target" | "sourceIP"> & Pa
 
 export interface HandlerDeps {
   authenticator: Authenticator;
-  proxy: (req: Request, context: ApiRequestContext) => Promise<Response>;
+  proxy: (req: FramedRequest, context: ApiRequestContext) => Promise<Response | ClusterReply>;
   api: KpassApi;
   /** Sees the status of every response. */
   observe?: (status: number) => void;
@@ -39,8 +40,11 @@ function readyz(deps: HandlerDeps): Response {
   return new Response(`[+]ping ok\n[-]store degraded: ${store.detail ?? "writes refused"}\nreadyz check passed: serving from memory\n`, { headers: text });
 }
 
-export function createHandler(deps: HandlerDeps): (req: Request, context: ApiRequestContext) => Promise<Response> {
-  async function route(req: Request, context: ApiRequestContext): Promise<Response> {
+/** kpass's own API reads a web Request; the edge's framing becomes one only here. */
+const API_BASE = "https://kpass.local";
+
+export function createHandler(deps: HandlerDeps): (req: FramedRequest, context: ApiRequestContext) => Promise<Response | ClusterReply> {
+  async function route(req: FramedRequest, context: ApiRequestContext): Promise<Response | ClusterReply> {
     const path = context.target.split("?")[0]!;
     switch (path) {
       case "/readyz":
@@ -54,11 +58,12 @@ export function createHandler(deps: HandlerDeps): (req: Request, context: ApiReq
     if (isProxyTarget(context.target)) return deps.proxy(req, context);
     const { identity, certificate } = await deps.authenticator.authenticateRequest(req.headers, context.clientCertificate, context.rawHeaders);
     if (identity.delegated) await authorizeDelegatedApi(identity, req.method, path, context.target.slice(path.length + 1));
-    return deps.api(req, identity, path, { sourceIP: context.sourceIP, clientCertificateSerial: certificate?.serial, credentialNotAfter: certificate?.notAfter });
+    const request = req instanceof Request ? req : new Request(API_BASE + context.target, { method: req.method, headers: req.headers, body: req.body, signal: req.signal, duplex: "half" } as RequestInit);
+    return deps.api(request, identity, path, { sourceIP: context.sourceIP, clientCertificateSerial: certificate?.serial, credentialNotAfter: certificate?.notAfter });
   }
 
   return async function handle(req, context) {
-    let response: Response;
+    let response: Response | ClusterReply;
     try {
       response = await route(req, context);
     } catch (error) {
