@@ -10,6 +10,8 @@ import type { ClientCertificate } from "../core/request-context.ts";
 import type { ClientCertificateAuthority } from "./client-certificates.ts";
 import { hostIdentity, type DelegatedAuthorizer, type FrontProxy, type HostTokenReviews, type HostUser } from "./host.ts";
 
+const BEARER = /^Bearer\s+(\S+)\s*$/i;
+
 /** Aggregated mode: the host's front proxy (aggregator), its authorizer, and its TokenReviews. */
 export interface HostAuthentication {
   frontProxy: FrontProxy;
@@ -82,7 +84,7 @@ export class Authenticator {
     const authorization = headers.get("authorization");
     if (!authorization && certificate && this.clientCa) return this.fromCertificate(certificate, this.clientCa);
     if (!authorization) throw unauthorized("Unauthorized: no bearer token; use the kubeconfig kpass generated for your pass");
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
+    const match = BEARER.exec(authorization);
     if (!match) throw unauthorized("Unauthorized: the Authorization header must be a bearer token");
     const check = await this.tokens.verify(match[1]!);
     if (!check.ok && check.reason !== "expired" && this.host?.tokenReviews) {
@@ -95,6 +97,25 @@ export class Authenticator {
       throw unauthorized(check.reason === "expired" ? "Unauthorized: the pass token has expired" : "Unauthorized: the token is not a valid kpass pass token");
     }
     return { identity: this.identityFor(await this.currentPass(check.claims.sub, check.claims.jti)) };
+  }
+
+  /**
+   * The usual request without a promise: a bearer token verified before, whose pass memory holds
+   * with the same uid, unexpired. Undefined sends the caller to authenticateRequest, which decides
+   * everything else (and words every refusal). An await costs ~1 µs on a loaded event loop.
+   */
+  authenticateCached(headers: Headers, certificate?: ClientCertificate): Authenticated | undefined {
+    // With a host, a front-proxy certificate comes before any token: the full path decides.
+    if (certificate && this.host) return undefined;
+    const authorization = headers.get("authorization");
+    if (!authorization) return undefined;
+    const match = BEARER.exec(authorization);
+    const claims = match ? this.tokens.cached(match[1]!) : undefined;
+    if (!claims) return undefined;
+    const pass = this.passes.get(claims.sub);
+    if (!pass || pass.metadata.uid !== claims.jti) return undefined;
+    if (pass.spec.expiresAt && Date.parse(pass.spec.expiresAt) <= Date.now()) return undefined;
+    return { identity: this.identityFor(pass) };
   }
 
   /** A host user's Identity; its watches and tunnels hold leases that shutdown ends. */

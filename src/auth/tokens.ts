@@ -29,6 +29,11 @@ export class TokenService {
     return new SignJWT({}).setProtectedHeader({ alg: TOKEN_ALGORITHM, kid: this.key.kid, typ: "JWT" }).setIssuer(TOKEN_ISSUER).setSubject(passName).setJti(passUid).setIssuedAt().sign(this.key.privateKey);
   }
 
+  /** The claims of a token verified before (the cache), without a promise; undefined when not cached. */
+  cached(token: string): TokenClaims | undefined {
+    return this.verified.get(token);
+  }
+
   /** Signature and shape only; whether the pass still exists and is current is the caller's check. */
   async verify(token: string): Promise<TokenCheck> {
     const cached = this.verified.get(token);

@@ -27,13 +27,18 @@ export async function readBounded(body: ReadableStream<Uint8Array>, limit: numbe
  * as kpass's own identity get kube-apiserver's escalation check against the pass's rules (the
  * cluster would run it against kpass's identity). The body checked is the body forwarded.
  */
-export async function admitProxied(req: FramedRequest, identity: Identity, plan: ProxyPlan): Promise<FramedRequest> {
+export function admitProxied(req: FramedRequest, identity: Identity, plan: ProxyPlan): FramedRequest | Promise<FramedRequest> {
   const attributes = plan.decision.attributes;
   // A host user reaches the cluster impersonated (the default for host users): the cluster runs the
   // escalation check against that user itself. Through a cluster set to `none` a host user has no
   // pass rules to be checked against, so its RBAC writes are refused below (fail closed).
   if (identity.delegated && plan.decision.impersonate) return req;
   if (!rbacWriteNeedsBody(plan.cluster, identity, attributes)) return req;
+  return checkedBody(req, identity, plan);
+}
+
+async function checkedBody(req: FramedRequest, identity: Identity, plan: ProxyPlan): Promise<FramedRequest> {
+  const attributes = plan.decision.attributes;
   const body = req.body ? await readBounded(req.body, RBAC_BODY_LIMIT) : new Uint8Array(0);
   if (!body) throw rbacBodyTooLarge(attributes);
   const refusal = checkRbacWriteBody(identity, attributes, body, req.headers);

@@ -80,13 +80,13 @@ function headDeadline(options: ForwardOptions): number | undefined {
  * Sends `req` to the cluster and hands back its answer untouched (no decompression, no
  * buffering). The upstream request dies with the client's: `req.signal` aborts it at once.
  */
-export async function forwardRequest(req: FramedRequest, options: ForwardOptions): Promise<ClusterReply> {
+export function forwardRequest(req: FramedRequest, options: ForwardOptions): Promise<ClusterReply> {
   const { transport } = options;
   if (transport.proxyURL) return forwardThroughProxy(req, options);
   const hasBody = req.body !== null && req.method !== "GET" && req.method !== "HEAD";
-  const length = req.headers.get("content-length");
-  try {
-    const { reply } = await transport.pool.request({
+  const length = hasBody ? req.headers.get("content-length") : null;
+  return transport.pool
+    .request({
       method: req.method,
       target: clusterTarget(transport, options.path, options.search),
       headers: options.headers,
@@ -95,11 +95,13 @@ export async function forwardRequest(req: FramedRequest, options: ForwardOptions
       bodyLength: hasBody && length !== null ? Number(length) : undefined,
       signal: options.signal ?? req.signal,
       headTimeoutMs: headDeadline(options),
-    });
-    return reply;
-  } catch (error) {
-    throw upstreamFailure(transport.cluster, error, false, transport.tls.cert !== undefined);
-  }
+    })
+    .then(
+      (answer) => answer.reply,
+      (error: unknown) => {
+        throw upstreamFailure(transport.cluster, error, false, transport.tls.cert !== undefined);
+      },
+    );
 }
 
 /**

@@ -44,7 +44,7 @@ function readyz(deps: HandlerDeps): Response {
 const API_BASE = "https://kpass.local";
 
 export function createHandler(deps: HandlerDeps): (req: FramedRequest, context: ApiRequestContext) => Promise<Response | ClusterReply> {
-  async function route(req: FramedRequest, context: ApiRequestContext): Promise<Response | ClusterReply> {
+  function route(req: FramedRequest, context: ApiRequestContext): Response | Promise<Response | ClusterReply> {
     const path = context.target.split("?")[0]!;
     switch (path) {
       case "/readyz":
@@ -56,20 +56,28 @@ export function createHandler(deps: HandlerDeps): (req: FramedRequest, context: 
         return Response.json(versionInfo());
     }
     if (isProxyTarget(context.target)) return deps.proxy(req, context);
+    return api(req, context, path);
+  }
+
+  async function api(req: FramedRequest, context: ApiRequestContext, path: string): Promise<Response> {
     const { identity, certificate } = await deps.authenticator.authenticateRequest(req.headers, context.clientCertificate, context.rawHeaders);
     if (identity.delegated) await authorizeDelegatedApi(identity, req.method, path, context.target.slice(path.length + 1));
     const request = req instanceof Request ? req : new Request(API_BASE + context.target, { method: req.method, headers: req.headers, body: req.body, signal: req.signal, duplex: "half" } as RequestInit);
     return deps.api(request, identity, path, { sourceIP: context.sourceIP, clientCertificateSerial: certificate?.serial, credentialNotAfter: certificate?.notAfter });
   }
 
-  return async function handle(req, context) {
-    let response: Response | ClusterReply;
-    try {
-      response = await route(req, context);
-    } catch (error) {
-      response = statusResponse(asApiError(error));
-    }
+  const observed = (response: Response | ClusterReply): Response | ClusterReply => {
     deps.observe?.(response.status);
     return response;
+  };
+  const failed = (error: unknown) => observed(statusResponse(asApiError(error)));
+  return function handle(req, context) {
+    let answer: Response | Promise<Response | ClusterReply>;
+    try {
+      answer = route(req, context);
+    } catch (error) {
+      return Promise.resolve(failed(error));
+    }
+    return answer instanceof Promise ? answer.then(observed, failed) : Promise.resolve(observed(answer));
   };
 }
