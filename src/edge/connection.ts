@@ -151,9 +151,12 @@ export class ClientConnection implements ResponseSink {
       if (rest.byteLength > 0) this.append(rest);
       return;
     }
-    this.append(chunk);
+    // A lone chunk is parsed in place; bytes kept past this callback are copied below, since the
+    // socket reuses its buffer.
+    this.buffer = this.buffer.byteLength === 0 ? Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength) : Buffer.concat([this.buffer, chunk]);
     if (this.state === "head") this.nextRequest();
     else if (this.buffer.byteLength > MAX_HEAD_BYTES) this.socket?.pause(); // pipelined bytes wait their turn
+    if (this.buffer.byteLength > 0 && this.buffer.buffer === chunk.buffer) this.buffer = Buffer.from(this.buffer);
   }
 
   onEnd(): void {

@@ -60,48 +60,82 @@ export function parseRequestHead(bytes: Buffer): HeadParse {
   const text = bytes.toString("latin1", 0, end);
   // One pass over the whole head: control characters, and CR or LF outside a CRLF pair.
   if (BAD_HEAD_CHAR.test(text)) return bad("invalid character in request head");
-  const lines = text.split("\r\n");
-  const requestLine = REQUEST_LINE.exec(lines[0] ?? "");
+  const firstEnd = text.indexOf("\r\n");
+  const requestLine = REQUEST_LINE.exec(firstEnd < 0 ? text : text.slice(0, firstEnd));
   if (!requestLine) return bad("malformed request line");
   const [, method, target, version] = requestLine as unknown as [string, string, string, "HTTP/1.0" | "HTTP/1.1"];
   if (!TARGET.test(target)) return bad("request target must be an origin-form path of visible ASCII characters");
-  if (lines.length - 1 > MAX_HEADER_COUNT) return { kind: "error", status: 431, message: `more than ${MAX_HEADER_COUNT} header fields` };
+  // Every line is at least "a:" plus CRLF: only a head this long can hold too many of them.
+  if (text.length > MAX_HEADER_COUNT * 4 && text.split("\r\n").length - 1 > MAX_HEADER_COUNT) return { kind: "error", status: 431, message: `more than ${MAX_HEADER_COUNT} header fields` };
   const headers = new Headers();
   const rawHeaders: [string, string][] = [];
-  const counts = new Map<string, number>();
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i]!;
-    if (line.startsWith(" ") || line.startsWith("\t")) return bad("obsolete line folding in request head");
-    const colon = line.indexOf(":");
-    const name = colon > 0 ? line.slice(0, colon) : "";
+  // The fields framing and identity depend on, read in the same pass (one lower-casing per line).
+  let hosts = 0;
+  let authorizations = 0;
+  let encodings = 0;
+  let encoding: string | undefined;
+  let lengths: string[] | undefined;
+  let connection = "";
+  let start = firstEnd < 0 ? text.length : firstEnd + 2;
+  while (start < text.length) {
+    let stop = text.indexOf("\r\n", start);
+    if (stop < 0) stop = text.length;
+    const first = text.charCodeAt(start);
+    if (first === 32 || first === 9) return bad("obsolete line folding in request head");
+    const colon = text.indexOf(":", start);
+    const name = colon > start && colon < stop ? text.slice(start, colon) : "";
     if (!TOKEN.test(name)) return bad("malformed header line");
-    const value = trimOws(line, colon + 1);
-    const lower = name.toLowerCase();
-    counts.set(lower, (counts.get(lower) ?? 0) + 1);
+    const value = trimOws(text.slice(colon + 1, stop), 0);
     rawHeaders.push([name, value]);
     headers.append(name, value);
+    start = stop + 2;
+    switch (name.length) {
+      case 4:
+      case 10:
+      case 13:
+      case 14:
+      case 17:
+        break;
+      default:
+        continue;
+    }
+    switch (name.toLowerCase()) {
+      case "host":
+        hosts++;
+        break;
+      case "authorization":
+        authorizations++;
+        break;
+      case "transfer-encoding":
+        encodings++;
+        encoding = value;
+        break;
+      case "content-length":
+        (lengths ??= []).push(value);
+        break;
+      case "connection":
+        connection = connection === "" ? value : `${connection}, ${value}`;
+        break;
+    }
   }
-  for (const single of ["host", "authorization", "transfer-encoding"]) {
-    if ((counts.get(single) ?? 0) > 1) return bad(`more than one ${single} header`);
-  }
-  if (version === "HTTP/1.1" && !counts.has("host")) return bad("missing required Host header");
-  const body = bodyFraming(rawHeaders, version);
+  if (hosts > 1) return bad("more than one host header");
+  if (authorizations > 1) return bad("more than one authorization header");
+  if (encodings > 1) return bad("more than one transfer-encoding header");
+  if (version === "HTTP/1.1" && hosts === 0) return bad("missing required Host header");
+  const body = bodyFraming(lengths, encoding, version);
   if ("error" in body) return bad(body.error);
-  const connection = connectionTokens(headers);
-  const keepAlive = version === "HTTP/1.1" && !connection.includes("close");
+  const keepAlive = version === "HTTP/1.1" && !/(^|,)\s*close\s*(,|$)/i.test(connection);
   return { kind: "head", head: { method, target, version, headers, rawHeaders, length: end + 4, body, keepAlive } };
 }
 
-function bodyFraming(raw: [string, string][], version: string): BodyFraming | { error: string } {
-  const lengths = raw.filter(([n]) => n.toLowerCase() === "content-length").map(([, v]) => v);
-  const encoding = raw.find(([n]) => n.toLowerCase() === "transfer-encoding")?.[1];
+function bodyFraming(lengths: string[] | undefined, encoding: string | undefined, version: string): BodyFraming | { error: string } {
   if (encoding !== undefined) {
-    if (lengths.length > 0) return { error: "both Content-Length and Transfer-Encoding" };
+    if (lengths) return { error: "both Content-Length and Transfer-Encoding" };
     if (version !== "HTTP/1.1") return { error: "Transfer-Encoding in an HTTP/1.0 request" };
     if (encoding.toLowerCase() !== "chunked") return { error: `unsupported Transfer-Encoding "${encoding}"` };
     return { kind: "chunked" };
   }
-  if (lengths.length === 0) return { kind: "none" };
+  if (!lengths) return { kind: "none" };
   if (lengths.some((v) => !/^\d{1,15}$/.test(v))) return { error: "invalid Content-Length" };
   if (new Set(lengths.map(Number)).size > 1) return { error: "conflicting Content-Length headers" };
   const length = Number(lengths[0]);

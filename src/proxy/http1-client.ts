@@ -223,7 +223,8 @@ class UpstreamConnection {
     }
     exchange.received += chunk.byteLength;
     if (!exchange.headSettled) {
-      this.headBuffer = this.headBuffer ? Buffer.concat([this.headBuffer, chunk]) : Buffer.from(chunk);
+      // Parsed in place; whatever must outlive this callback is copied (the socket reuses its buffer).
+      this.headBuffer = this.headBuffer ? Buffer.concat([this.headBuffer, chunk]) : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
       this.readHead(exchange);
       return;
     }
@@ -235,7 +236,8 @@ class UpstreamConnection {
       const buffer = this.headBuffer!;
       const end = buffer.indexOf("\r\n\r\n");
       if (end < 0) {
-        if (buffer.length > MAX_RESPONSE_HEAD) this.fail(new UpstreamError("PROTOCOL", "response head too large"));
+        if (buffer.length > MAX_RESPONSE_HEAD) return this.fail(new UpstreamError("PROTOCOL", "response head too large"));
+        this.headBuffer = Buffer.from(buffer);
         return;
       }
       const parsed = parseResponseHead(buffer.subarray(0, end).toString("latin1"));
