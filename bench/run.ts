@@ -822,6 +822,12 @@ async function main(): Promise<void> {
   const streamKpass2 = await stream(kpassListUrl, benchToken, kpassOff.caFile, kpassOff.proc.pid);
   log(describeStream("kpass (audit off), again", streamKpass2));
   const bareStreams: [string, StreamResult][] = [];
+  if (nginxTarget) {
+    // The reference proxy on the same stream (RSS not sampled: the worker is a child of the pid we hold).
+    const r = await stream(nginxTarget.url.replace(POD_PATH, LIST_PATH), nginxTarget.token, nginxTarget.caFile);
+    log(describeStream("nginx", r));
+    bareStreams.push(["nginx", r]);
+  }
   for (const t of bareTargets) {
     const r = await stream(t.url.replace(POD_PATH, LIST_PATH), t.token, t.caFile, t.pids.bare!.pid);
     log(describeStream(t.name, r));

@@ -178,6 +178,17 @@ function chunk(bytes: Uint8Array): Uint8Array {
   return out;
 }
 
+/** Below this a chunk is copied into one buffer (one write, one TLS record); above, the copy costs more than two small writes. */
+const COPY_CHUNK_BELOW = 16 * 1024;
+const CRLF = Buffer.from("\r\n", "latin1");
+
+function writeChunk(sink: ResponseSink, bytes: Uint8Array): boolean {
+  if (bytes.byteLength < COPY_CHUNK_BELOW) return sink.write(chunk(bytes));
+  sink.write(Buffer.from(`${bytes.byteLength.toString(16)}\r\n`, "latin1"));
+  sink.write(bytes);
+  return sink.write(CRLF);
+}
+
 /**
  * Writes a cluster's reply to `sink`: its head (the cluster's lines as received, framing the
  * edge's own), then the body — whole in the same write when it came with the head, else pushed
@@ -237,7 +248,8 @@ export function writeReply(sink: ResponseSink, reply: ClusterReply, options: Wri
             return false;
           }
           ok = sink.write(bytes);
-        } else ok = sink.write(plan.kind === "chunked" ? chunk(bytes) : bytes);
+        } else if (plan.kind === "chunked") ok = writeChunk(sink, bytes);
+        else ok = sink.write(bytes);
         sent += bytes.byteLength;
         if (!ok) {
           void sink.drained().then(() => {
