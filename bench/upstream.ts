@@ -11,10 +11,13 @@
  * kube-apiserver spends its own on authentication, authorization, admission and serialization:
  * against it a proxy's share of the machine counts as it would in front of a real cluster.
  *
- * Run: bun bench/upstream.ts --token T --dir DIR [--list-bytes N] [--cpu-us N]
+ * --workers N serves from N processes on one port (SO_REUSEPORT), as a multi-threaded
+ * kube-apiserver uses every core: then a proxy's CPU is taken from the cluster's.
+ *
+ * Run: bun bench/upstream.ts --token T --dir DIR [--list-bytes N] [--cpu-us N] [--workers N]
  * Prints one JSON line on stdout: {"url": "...", "caFile": "...", "podBytes": N, "listBytes": N}.
  */
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { createCertificateAuthority, issueServingCertificate } from "../src/edge/pki.ts";
@@ -26,6 +29,8 @@ const { values } = parseArgs({
     "list-bytes": { type: "string", default: String(512 * 1024 * 1024) },
     port: { type: "string", default: "0" },
     "cpu-us": { type: "string", default: "0" },
+    workers: { type: "string", default: "1" },
+    "worker-of": { type: "string" },
   },
 });
 if (!values.dir) throw new Error("--dir is required");
@@ -113,10 +118,19 @@ function spendCpu(): void {
   while (performance.now() < until);
 }
 const listBytes = Number(values["list-bytes"]);
-const ca = await createCertificateAuthority("kpass-bench-upstream-ca");
-const serving = await issueServingCertificate(ca, { commonName: "bench-upstream", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"] });
 const caFile = join(values.dir, "upstream-ca.crt");
-writeFileSync(caFile, ca.certPem);
+const workerOf = values["worker-of"];
+// Extra workers serve the first one's certificate on the first one's port.
+const serving = workerOf
+  ? { certPem: readFileSync(join(values.dir, "upstream.crt"), "utf8"), keyPem: readFileSync(join(values.dir, "upstream.key"), "utf8") }
+  : await (async () => {
+      const ca = await createCertificateAuthority("kpass-bench-upstream-ca");
+      const pair = await issueServingCertificate(ca, { commonName: "bench-upstream", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"] });
+      writeFileSync(caFile, ca.certPem);
+      writeFileSync(join(values.dir!, "upstream.crt"), pair.certPem);
+      writeFileSync(join(values.dir!, "upstream.key"), pair.keyPem, { mode: 0o600 });
+      return pair;
+    })();
 
 const podBody = JSON.stringify(benchPod("web-0"));
 const versionBody = JSON.stringify({ major: "1", minor: "30", gitVersion: "v1.30.2", gitCommit: "bench", gitTreeState: "clean", buildDate: "2025-01-01T00:00:00Z", goVersion: "go1.22.4", compiler: "gc", platform: "linux/amd64" });
@@ -161,9 +175,11 @@ function status(code: number, reason: string, message: string): Response {
   return Response.json({ kind: "Status", apiVersion: "v1", metadata: {}, status: "Failure", message, reason, code }, { status: code, headers: jsonHeaders });
 }
 
+const workers = Math.max(1, Number(values.workers));
 const server = Bun.serve({
   hostname: "127.0.0.1",
-  port: Number(values.port),
+  port: Number(workerOf ?? values.port),
+  reusePort: workers > 1 || workerOf !== undefined,
   tls: { cert: serving.certPem, key: serving.keyPem },
   idleTimeout: 120,
   fetch(req) {
@@ -184,9 +200,21 @@ const server = Bun.serve({
   },
 });
 
-console.log(JSON.stringify({ url: `https://127.0.0.1:${server.port}`, caFile, podBytes: podBody.length, listBytes: listTotal }));
+const children = workerOf
+  ? []
+  : Array.from({ length: workers - 1 }, () =>
+      Bun.spawn([process.execPath, import.meta.path, ...process.argv.slice(2), "--worker-of", String(server.port)], { stdin: "ignore", stdout: "ignore", stderr: "inherit" }),
+    );
+// The bench measures only once every worker listens.
+for (let i = 0; i < 100 && children.length > 0; i++) {
+  const listening = Number(Bun.spawnSync(["sh", "-c", `ss -Htln 'sport = :${server.port}' | wc -l`]).stdout.toString().trim());
+  if (listening >= workers) break;
+  await Bun.sleep(50);
+}
+if (!workerOf) console.log(JSON.stringify({ url: `https://127.0.0.1:${server.port}`, caFile, podBytes: podBody.length, listBytes: listTotal }));
 
 const shutdown = () => {
+  for (const child of children) child.kill();
   server.stop(true);
   process.exit(0);
 };
