@@ -258,8 +258,12 @@ class UpstreamConnection {
   }
 
   private respond(exchange: Exchange, head: ParsedResponseHead, rest: Uint8Array): void {
-    exchange.headSettled = true;
     clearTimeout(exchange.headTimer);
+    // Until the reply is handed over a failure rejects the request (a 502), after it breaks the body.
+    const hand = (reply: ClusterReply) => {
+      exchange.headSettled = true;
+      exchange.resolve({ reply });
+    };
     const noBody = exchange.request.method === "HEAD" || head.status === 204 || head.status === 304;
     const { transferEncoding: encoding, contentLength: length } = head;
     let mode: BodyMode;
@@ -274,12 +278,12 @@ class UpstreamConnection {
     const upgradeRefused = exchange.request.upgrade === true;
     const reply: ClusterReply = { status: head.status, reason: head.reason, headerLines: head.lines, length: encoding === undefined ? length : undefined, body: null };
     if (mode.kind === "none" || (mode.kind === "length" && mode.remaining === 0)) {
-      exchange.resolve({ reply });
+      hand(reply);
       return this.finish(exchange, rest.byteLength > 0 || upgradeRefused);
     }
     if (mode.kind === "length" && rest.byteLength >= mode.remaining) {
       reply.body = new Uint8Array(rest.subarray(0, mode.remaining));
-      exchange.resolve({ reply });
+      hand(reply);
       return this.finish(exchange, rest.byteLength > mode.remaining || upgradeRefused);
     }
     if (mode.kind === "chunked" && rest.byteLength > 0) {
@@ -289,16 +293,16 @@ class UpstreamConnection {
       if (decoded.done) {
         reply.body = new Uint8Array(Buffer.concat(decoded.data));
         reply.length = reply.body.byteLength;
-        exchange.resolve({ reply });
+        hand(reply);
         return this.finish(exchange, decoded.consumed < rest.byteLength || upgradeRefused);
       }
       reply.body = this.bodyStream(exchange);
-      exchange.resolve({ reply });
+      hand(reply);
       for (const data of decoded.data) this.deliver(exchange, data);
       return;
     }
     reply.body = this.bodyStream(exchange);
-    exchange.resolve({ reply });
+    hand(reply);
     if (rest.byteLength > 0) this.readBody(exchange, rest);
   }
 
@@ -493,6 +497,9 @@ function parseResponseHead(text: string): ParsedResponseHead | string {
     }
   }
   connection = connection.toLowerCase();
+  // Fields the cluster named in Connection belong to its hop too (RFC 9110 §7.6.1).
+  const named = connection.split(",").map((t) => t.trim()).filter((t) => t !== "" && t !== "close" && t !== "keep-alive" && t !== "upgrade");
+  if (named.length > 0) relayed = relayed.split("\r\n").filter((line) => line !== "" && !named.includes(line.slice(0, line.indexOf(":")).toLowerCase())).map((line) => `${line}\r\n`).join("");
   const keepAlive = status[1] === "1" ? !/\bclose\b/.test(connection) : /\bkeep-alive\b/.test(connection);
   return { status: Number(status[2]), reason: status[3] ?? "", lines: relayed, contentLength: contentLength === undefined ? undefined : Number(contentLength), transferEncoding, keepAlive };
 }
