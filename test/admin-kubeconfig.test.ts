@@ -3,7 +3,8 @@ import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
-import { keepCurrentContext, writeAdminKubeconfig, writeFileAtomic } from "../src/server/admin-kubeconfig.ts";
+import { keepCurrentContext, writeAdminKubeconfig } from "../src/server/admin-kubeconfig.ts";
+import { writeFileAtomic } from "../src/store/atomic-file.ts";
 import { buildKubeconfig } from "../src/auth/kubeconfig.ts";
 import { startTestCluster, type TestCluster } from "./fixture/cluster/server.ts";
 import { runKubectl } from "./harness/kubectl.ts";

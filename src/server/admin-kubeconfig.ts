@@ -1,5 +1,5 @@
-import { open, readFile, rename, rm } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { writeFileAtomic } from "../store/atomic-file.ts";
+import { readFile } from "node:fs/promises";
 import { parse, parseDocument } from "yaml";
 import { KPASS_CONTEXT } from "../auth/kubeconfig.ts";
 import { API_VERSION } from "../core/api-group.ts";
@@ -36,29 +36,6 @@ export function keepCurrentContext(generated: string, previous: string | undefin
   if (doc.get("current-context") === current) return generated;
   doc.set("current-context", current);
   return doc.toString();
-}
-
-/**
- * Writes `text` to `path` atomically: a temp file (mode 0600) in the same directory, flushed, then
- * renamed over `path`, so a reader sees the old file or the new one, never half of one.
- */
-export async function writeFileAtomic(path: string, text: string): Promise<void> {
-  const temp = join(dirname(path), `.${basename(path)}.${process.pid}-${crypto.randomUUID().slice(0, 8)}.tmp`);
-  try {
-    const handle = await open(temp, "wx", 0o600);
-    try {
-      // open's mode is filtered by the umask; the file holds a token, so make it exactly 0600.
-      await handle.chmod(0o600);
-      await handle.writeFile(text, "utf8");
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temp, path);
-  } catch (error) {
-    await rm(temp, { force: true });
-    throw error;
-  }
 }
 
 /**

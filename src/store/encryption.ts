@@ -8,10 +8,10 @@
  * The additional data is the value's storage name (`clusters/prod`), so a sealed value moved to
  * another name (one Cluster's credentials pasted over another's) does not open.
  */
+import { writeFileAtomic } from "./atomic-file.ts";
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { open, readFile, rename } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { open, readFile } from "node:fs/promises";
 
 const PREFIX = "kpass:enc:aesgcm:v1:";
 const PREFIX_BYTES = new TextEncoder().encode(PREFIX);
@@ -195,13 +195,5 @@ export async function prependKey(path: string, line: string): Promise<void> {
   const keys = current.split("\n").filter((l) => l.trim() && !l.trim().startsWith("#"));
   const text = [...comments, line, ...keys].join("\n") + "\n";
   parseKeyFile(text, path);
-  const temp = join(dirname(path), `.${crypto.randomUUID()}.key.tmp`);
-  const handle = await open(temp, "wx", 0o600);
-  try {
-    await handle.writeFile(text);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(temp, path);
+  await writeFileAtomic(path, text);
 }

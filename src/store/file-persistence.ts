@@ -1,4 +1,5 @@
-import { mkdir, open, readdir, readFile, rename, unlink } from "node:fs/promises";
+import { syncDirectory, writeFileAtomic } from "./atomic-file.ts";
+import { mkdir, readdir, readFile, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { isDnsSubdomain, type StoredObject } from "../core/object.ts";
 import { internalError } from "../core/status.ts";
@@ -85,22 +86,7 @@ export class FilePersistence {
 
   private async writeAtomically(dir: string, file: string, content: string | Uint8Array): Promise<void> {
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    const target = join(dir, file);
-    const temp = join(dir, `.${file}.${process.pid}.${crypto.randomUUID()}.tmp`);
-    const handle = await open(temp, "w", 0o600);
-    try {
-      await handle.writeFile(content);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    try {
-      await rename(temp, target);
-    } catch (error) {
-      await unlink(temp).catch(() => {});
-      throw error;
-    }
-    await syncDirectory(dir);
+    await writeFileAtomic(join(dir, file), content, { syncDirectory: true });
   }
 }
 
@@ -110,11 +96,3 @@ function fileName(name: string): string {
   return `${name}.json`;
 }
 
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}

@@ -3,7 +3,8 @@
  * data directory for one kpass, in etcd when replicas share them. The first replica to start
  * creates each one; every other reads what it created.
  */
-import { open, readFile, rename, unlink } from "node:fs/promises";
+import { writeFileAtomic } from "./atomic-file.ts";
+import { open, readFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { KeyRing } from "./encryption.ts";
 
@@ -71,16 +72,7 @@ export class FileSecrets implements SecretStore {
   }
 
   async write(name: string, value: string): Promise<void> {
-    const path = join(this.dir, checkSecretName(name));
-    const temp = join(this.dir, `.${name}.${crypto.randomUUID()}.tmp`);
-    const handle = await open(temp, "wx", isPublic(name) ? 0o644 : 0o600);
-    try {
-      await handle.writeFile(this.encode(name, value));
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temp, path);
+    await writeFileAtomic(join(this.dir, checkSecretName(name)), this.encode(name, value), { mode: isPublic(name) ? 0o644 : 0o600 });
   }
 
   private encode(name: string, value: string): Uint8Array {
