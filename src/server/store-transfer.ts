@@ -30,12 +30,21 @@ interface OpenedStore {
 
 function openFile(dir: string, keys: KeyRing): OpenedStore {
   const persistence = new FilePersistence(join(dir, "objects"), keys);
+  // The names already there, read once per resource (not once per copied object).
+  const present = new Map<string, Promise<Set<string>>>();
+  const names = (resource: string) => {
+    let known = present.get(resource);
+    if (!known) present.set(resource, (known = persistence.loadAll(resource).then((all) => new Set(all.map((o) => o.metadata.name)))));
+    return known;
+  };
   return {
     objects: (resource) => persistence.loadAll(resource),
     secrets: () => new FileSecrets(dir, keys),
     async add(resource, object, revision) {
-      if ((await persistence.loadAll(resource)).some((o) => o.metadata.name === object.metadata.name)) return false;
+      const known = await names(resource);
+      if (known.has(object.metadata.name)) return false;
       await persistence.write(resource, { ...object, metadata: { ...object.metadata, resourceVersion: String(revision) } });
+      known.add(object.metadata.name);
       return true;
     },
     close() {},
@@ -112,12 +121,14 @@ export async function rotateKeys(location: StoreLocation, keys: KeyRing, dataDir
   let resealed = 0;
   let current = 0;
   if (location.kind === "file") {
-    const store = openFile(location.dir, keys);
-    for (const resource of RESOURCES) current += (await store.objects(resource)).length;
-    const secrets = store.secrets();
-    for (const name of [...SHARED_SECRETS, "serving.key"]) if ((await secrets.read(name)) !== undefined) current++;
     // FilePersistence and FileSecrets seal again whatever they read under an older key (or in clear).
-    return { resealed: current, current };
+    const persistence = new FilePersistence(join(location.dir, "objects"), keys);
+    const secrets = new FileSecrets(location.dir, keys);
+    let total = 0;
+    for (const resource of RESOURCES) total += (await persistence.loadAll(resource)).length;
+    for (const name of [...SHARED_SECRETS, "serving.key"]) if ((await secrets.read(name)) !== undefined) total++;
+    resealed = persistence.resealed + secrets.resealed;
+    return { resealed, current: total - resealed };
   }
   const store = openEtcd(location.config, keys);
   try {

@@ -12,6 +12,9 @@ import { UnknownKeyError, type KeyRing } from "./encryption.ts";
  * directory. Files are 0600 because Cluster objects hold credentials.
  */
 export class FilePersistence {
+  /** Values sealed again as they were read (clear, or under an older key), since this was made. */
+  resealed = 0;
+
   constructor(
     private readonly root: string,
     private readonly keys?: KeyRing,
@@ -36,7 +39,10 @@ export class FilePersistence {
       if (!read) continue;
       objects.push(read.object);
       // Written in clear (before encryption) or under an older key: sealed again now, not at its next change.
-      if (read.reseal) await this.write(resource, read.object);
+      if (read.reseal) {
+        await this.write(resource, read.object);
+        this.resealed++;
+      }
     }
     return objects;
   }

@@ -31,6 +31,9 @@ export function isPublic(name: string): boolean {
 
 /** Secrets as files of the data directory (0600), sealed with the key ring when there is one. */
 export class FileSecrets implements SecretStore {
+  /** Secrets sealed again as they were read (clear, or under an older key), since this was made. */
+  resealed = 0;
+
   constructor(
     private readonly dir: string,
     private readonly keys?: KeyRing,
@@ -48,7 +51,10 @@ export class FileSecrets implements SecretStore {
     const opened = this.keys.open(bytes, `secrets/${name}`);
     const text = new TextDecoder().decode(opened.plain);
     // A key written in clear before encryption was on, or under a retired key: sealed again now.
-    if (this.keys.stale(opened)) await this.write(name, text);
+    if (this.keys.stale(opened)) {
+      await this.write(name, text);
+      this.resealed++;
+    }
     return text;
   }
 
