@@ -28,8 +28,8 @@ interface OpenedStore {
   close(): void;
 }
 
-function openFile(dir: string, keys: KeyRing): OpenedStore {
-  const persistence = new FilePersistence(join(dir, "objects"), keys);
+function openFile(dir: string, keys: KeyRing, reseal = true): OpenedStore {
+  const persistence = new FilePersistence(join(dir, "objects"), keys, reseal);
   // The names already there, read once per resource (not once per copied object).
   const present = new Map<string, Promise<Set<string>>>();
   const names = (resource: string) => {
@@ -39,7 +39,7 @@ function openFile(dir: string, keys: KeyRing): OpenedStore {
   };
   return {
     objects: (resource) => persistence.loadAll(resource),
-    secrets: () => new FileSecrets(dir, keys),
+    secrets: () => new FileSecrets(dir, keys, reseal),
     async add(resource, object, revision) {
       const known = await names(resource);
       if (known.has(object.metadata.name)) return false;
@@ -70,8 +70,8 @@ function openEtcd(config: EtcdStoreConfig, keys: KeyRing): OpenedStore & { clien
   };
 }
 
-function openLocation(location: StoreLocation, keys: KeyRing): OpenedStore {
-  return location.kind === "file" ? openFile(location.dir, keys) : openEtcd(location.config, keys);
+function openLocation(location: StoreLocation, keys: KeyRing, reseal = true): OpenedStore {
+  return location.kind === "file" ? openFile(location.dir, keys, reseal) : openEtcd(location.config, keys);
 }
 
 export interface CopyReport {
@@ -85,7 +85,8 @@ export interface CopyReport {
  * naming it — two installations are not merged by accident.
  */
 export async function copyStore(from: StoreLocation, to: StoreLocation, keys: { from: KeyRing; to: KeyRing }): Promise<CopyReport> {
-  const source = openLocation(from, keys.from);
+  // The source is only read: a file store is not sealed again under its key file as a side effect.
+  const source = openLocation(from, keys.from, false);
   const destination = openLocation(to, keys.to);
   try {
     const report: CopyReport = { objects: {}, secrets: 0 };

@@ -18,6 +18,8 @@ export class FilePersistence {
   constructor(
     private readonly root: string,
     private readonly keys?: KeyRing,
+    /** False: read only, nothing sealed again (the source of a `store copy`). */
+    private readonly reseal = true,
   ) {}
 
   private directory(resource: string): string {
@@ -39,7 +41,7 @@ export class FilePersistence {
       if (!read) continue;
       objects.push(read.object);
       // Written in clear (before encryption) or under an older key: sealed again now, not at its next change.
-      if (read.reseal) {
+      if (read.reseal && this.reseal) {
         await this.write(resource, read.object);
         this.resealed++;
       }

@@ -37,6 +37,8 @@ export class FileSecrets implements SecretStore {
   constructor(
     private readonly dir: string,
     private readonly keys?: KeyRing,
+    /** False: read only, nothing sealed again (the source of a `store copy`). */
+    private readonly reseal = true,
   ) {}
 
   async read(name: string): Promise<string | undefined> {
@@ -51,7 +53,7 @@ export class FileSecrets implements SecretStore {
     const opened = this.keys.open(bytes, `secrets/${name}`);
     const text = new TextDecoder().decode(opened.plain);
     // A key written in clear before encryption was on, or under a retired key: sealed again now.
-    if (this.keys.stale(opened)) {
+    if (this.reseal && this.keys.stale(opened)) {
       await this.write(name, text);
       this.resealed++;
     }

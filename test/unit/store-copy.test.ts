@@ -1,5 +1,5 @@
 import { afterAll, expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { StoredObject } from "../../src/core/object.ts";
@@ -18,7 +18,23 @@ afterAll(() => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
 
-const ring = () => new KeyRing(parseKeyFile(newKeyLine()));
+const lines = new Map<KeyRing, string>();
+const ring = () => {
+  const line = newKeyLine();
+  const keys = new KeyRing(parseKeyFile(line));
+  lines.set(keys, line.slice(line.indexOf(":") + 1));
+  return keys;
+};
+const keyOf = (keys: KeyRing) => lines.get(keys)!;
+/** Every file under `dir` with its bytes, to see whether anything was rewritten. */
+function snapshot(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const entry of readdirSync(dir, { recursive: true }) as string[]) {
+    const path = join(dir, entry);
+    if (statSync(path).isFile()) out[entry] = readFileSync(path).toString("base64");
+  }
+  return out;
+}
 const cluster = (name: string): StoredObject => ({ apiVersion: "cluster.kpass.dev/v1beta1", kind: "Cluster", metadata: { name, uid: `uid-${name}`, resourceVersion: "7", creationTimestamp: "2026-01-01T00:00:00Z" }, spec: {} }) as StoredObject;
 
 test("store copy into a file store: every object once, names and uids kept, secrets sealed 0600 or public 0644, a second copy refused", async () => {
@@ -30,7 +46,11 @@ test("store copy into a file store: every object once, names and uids kept, secr
   await new FileSecrets(from, keys.from).write("ca.key", "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n");
   await new FileSecrets(from, keys.from).write("ca.crt", "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n");
 
-  const report = await copyStore({ kind: "file", dir: from }, { kind: "file", dir: to }, keys);
+  // A source sealed under an older key than its ring's first: reading it for the copy must not rewrite it.
+  const olderFirst = { from: new KeyRing(parseKeyFile(`${newKeyLine(new Date("2027-01-01T00:00:00Z"))}\n${keys.from.primary.id}:${keyOf(keys.from)}`)), to: keys.to };
+  const before = snapshot(from);
+  const report = await copyStore({ kind: "file", dir: from }, { kind: "file", dir: to }, olderFirst);
+  expect(snapshot(from)).toEqual(before);
   expect(report.objects).toEqual({ clusters: 300, passes: 0 });
   expect(report.secrets).toBe(2);
   const copied = await new FilePersistence(join(to, "objects"), keys.to).loadAll("clusters");
@@ -41,7 +61,7 @@ test("store copy into a file store: every object once, names and uids kept, secr
   // No temp file left behind by the atomic writes.
   expect(readdirSync(to).filter((f) => f.endsWith(".tmp"))).toEqual([]);
 
-  await expect(copyStore({ kind: "file", dir: from }, { kind: "file", dir: to }, keys)).rejects.toThrow("the destination already holds clusters/");
+  await expect(copyStore({ kind: "file", dir: from }, { kind: "file", dir: to }, olderFirst)).rejects.toThrow("the destination already holds clusters/");
 });
 
 test("rotate-key on a file store counts what it sealed again, and a second run finds everything current", async () => {
