@@ -131,7 +131,6 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  if (process.env.SHOW_STDERR) console.log(kpass?.stderr());
   await kpass?.stop();
   server?.stop(true);
   if (kpass) removeDataDir(kpass.dataDir);

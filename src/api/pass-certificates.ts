@@ -10,7 +10,7 @@ import type { ClientCertificateAuthority } from "../auth/client-certificates.ts"
 import type { Identity } from "../auth/identity.ts";
 import { authorizeCertificate } from "../auth/kpass-access.ts";
 import { API_VERSION, GROUP, PASSES, decodePathSegment, passSubresourceName } from "../core/api-group.ts";
-import type { Pass } from "../core/pass.ts";
+import { passExpired, type Pass } from "../core/pass.ts";
 import { asApiError, badRequest, methodNotAllowed, notFound } from "../core/status.ts";
 import type { ObjectStore } from "../store/object-store.ts";
 import { readObjectBody } from "./body.ts";
@@ -67,7 +67,7 @@ export class PassCertificates {
       const expirationSeconds = readExpirationSeconds(spec.expirationSeconds);
       const publicKey = await readCertificateRequest(spec.request);
       const now = Date.now();
-      if (pass.spec.expiresAt && Date.parse(pass.spec.expiresAt) <= now) throw badRequest(`pass ${JSON.stringify(name)} expired at ${pass.spec.expiresAt}: no certificate is issued for it`);
+      if (passExpired(pass, now)) throw badRequest(`pass ${JSON.stringify(name)} expired at ${pass.spec.expiresAt}: no certificate is issued for it`);
       const notAfter = certificateNotAfter(now, expirationSeconds, this.deps.maxTtlMs, pass.spec.expiresAt);
       const issued = await this.deps.clientCa.issue(pass, publicKey, notAfter, now);
       this.audit(identity, name, path, caller, startedAt, 201, { issuedCertificate: { pass: name, serial: issued.serial, notAfter: timestamp(issued.notAfter) } });

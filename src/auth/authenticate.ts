@@ -5,7 +5,7 @@ import type { ObjectStore } from "../store/object-store.ts";
 import type { Identity } from "./identity.ts";
 import { roleRules } from "./roles.ts";
 import type { TokenService } from "./tokens.ts";
-import type { Pass, PolicyRule } from "../core/pass.ts";
+import { passExpired, type Pass, type PolicyRule } from "../core/pass.ts";
 import type { ClientCertificate } from "../core/request-context.ts";
 import type { ClientCertificateAuthority } from "./client-certificates.ts";
 import { hostIdentity, type DelegatedAuthorizer, type FrontProxy, type HostTokenReviews, type HostUser } from "./host.ts";
@@ -114,7 +114,7 @@ export class Authenticator {
     if (!claims) return undefined;
     const pass = this.passes.get(claims.sub);
     if (!pass || pass.metadata.uid !== claims.jti) return undefined;
-    if (pass.spec.expiresAt && Date.parse(pass.spec.expiresAt) <= Date.now()) return undefined;
+    if (passExpired(pass, Date.now())) return undefined;
     return { identity: this.identityFor(pass) };
   }
 
@@ -144,7 +144,7 @@ export class Authenticator {
     const cached = this.passes.get(name);
     const pass = cached?.metadata.uid === uid ? cached : await this.passes.fetch(name, (p) => p.metadata.uid === uid);
     if (!pass || pass.metadata.uid !== uid) throw unauthorized(`Unauthorized: pass ${JSON.stringify(name)} has been revoked`);
-    if (pass.spec.expiresAt && Date.parse(pass.spec.expiresAt) <= now) {
+    if (passExpired(pass, now)) {
       throw unauthorized(`Unauthorized: pass "${pass.metadata.name}" expired at ${pass.spec.expiresAt}`);
     }
     return pass;

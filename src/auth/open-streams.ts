@@ -1,7 +1,7 @@
 import type { ObjectStore } from "../store/object-store.ts";
 import type { Identity } from "./identity.ts";
 import { ApiError } from "../core/status.ts";
-import type { Pass } from "../core/pass.ts";
+import { passExpired, type Pass } from "../core/pass.ts";
 
 /** A long-lived stream's hold on its pass: `signal` aborts when the pass no longer allows it. */
 export interface StreamLease {
@@ -142,7 +142,7 @@ export class OpenStreams {
     if (!set) return;
     const pass = this.passes.get(name);
     const now = Date.now();
-    const expired = pass?.spec.expiresAt !== undefined && Date.parse(pass.spec.expiresAt) <= now;
+    const expired = pass !== undefined && passExpired(pass, now);
     const current = pass && !expired ? versionOf(pass) : undefined;
     for (const entry of [...set]) {
       const credentialExpired = entry.notAfter !== undefined && entry.notAfter <= now;

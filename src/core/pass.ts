@@ -46,3 +46,8 @@ export interface Pass extends StoredObject {
   spec: PassSpec;
   status?: PassStatus;
 }
+
+/** Whether `pass` has an expiry and it has come (`now` in ms). */
+export function passExpired(pass: Pass, now: number): boolean {
+  return pass.spec.expiresAt !== undefined && Date.parse(pass.spec.expiresAt) <= now;
+}

@@ -2,7 +2,7 @@
  * Request heads as the edge frames them: every request of every connection is parsed here, by
  * one strict set of rules, before any byte of it is trusted. Ambiguity is refused, never guessed.
  */
-import { connectionTokens } from "../proxy/upstream-headers.ts";
+import { connectionTokens, connectionTokensOf } from "../proxy/upstream-headers.ts";
 
 /** How the body after a head is delimited. */
 export type BodyFraming = { kind: "none" } | { kind: "length"; length: number } | { kind: "chunked" };
@@ -124,7 +124,7 @@ export function parseRequestHead(bytes: Buffer): HeadParse {
   if (version === "HTTP/1.1" && hosts === 0) return bad("missing required Host header");
   const body = bodyFraming(lengths, encoding, version);
   if ("error" in body) return bad(body.error);
-  const keepAlive = version === "HTTP/1.1" && !/(^|,)\s*close\s*(,|$)/i.test(connection);
+  const keepAlive = version === "HTTP/1.1" && !connectionTokensOf(connection).includes("close");
   return { kind: "head", head: { method, target, version, headers, rawHeaders, length: end + 4, body, keepAlive } };
 }
 

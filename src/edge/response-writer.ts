@@ -1,5 +1,5 @@
 import { encodeChunk, LAST_CHUNK } from "../proxy/chunked.ts";
-import type { ClusterReply } from "../proxy/cluster-reply.ts";
+import { headerLinesOf, type ClusterReply } from "../proxy/cluster-reply.ts";
 
 const REASONS: Record<number, string> = {
   200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 301: "Moved Permanently", 302: "Found", 304: "Not Modified",
@@ -8,9 +8,6 @@ const REASONS: Record<number, string> = {
   429: "Too Many Requests", 431: "Request Header Fields Too Large", 500: "Internal Server Error", 502: "Bad Gateway",
   503: "Service Unavailable", 504: "Gateway Timeout",
 };
-
-/** Response headers the edge decides itself, whatever the handler set. */
-const EDGE_OWNED = new Set(["connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "proxy-connection", "trailer"]);
 
 /** The sink a response is written to: returns false when the bytes were queued (wait for drain); queued bytes are copied. */
 export interface ResponseSink {
@@ -21,17 +18,19 @@ export interface ResponseSink {
 
 export type BodyPlan = { kind: "none" } | { kind: "length"; length: number } | { kind: "chunked" } | { kind: "close" };
 
+/** A response head: the status line, `lines` as given, and the framing the edge decides itself. */
+function head(status: number, reason: string, lines: string, plan: BodyPlan, close: boolean): string {
+  let text = `HTTP/1.1 ${status} ${reason || REASONS[status] || "Unknown"}\r\n${lines}`;
+  if (plan.kind === "length") text += `Content-Length: ${plan.length}\r\n`;
+  else if (plan.kind === "chunked") text += "Transfer-Encoding: chunked\r\n";
+  else if (plan.kind === "none" && status !== 204 && status !== 304 && status >= 200) text += "Content-Length: 0\r\n";
+  if (close || plan.kind === "close") text += "Connection: close\r\n";
+  return text + "\r\n";
+}
+
+/** The head of `response`; the handler's framing headers are dropped: the edge decides them. */
 export function responseHead(response: Response, plan: BodyPlan, close: boolean): Uint8Array {
-  const status = response.status;
-  let head = `HTTP/1.1 ${status} ${response.statusText || REASONS[status] || "Unknown"}\r\n`;
-  response.headers.forEach((value, name) => {
-    if (!EDGE_OWNED.has(name)) head += `${name}: ${value}\r\n`;
-  });
-  if (plan.kind === "length") head += `Content-Length: ${plan.length}\r\n`;
-  else if (plan.kind === "chunked") head += "Transfer-Encoding: chunked\r\n";
-  else if (plan.kind === "none" && status !== 204 && status !== 304 && status >= 200) head += "Content-Length: 0\r\n";
-  if (close || plan.kind === "close") head += "Connection: close\r\n";
-  return Buffer.from(head + "\r\n", "latin1");
+  return Buffer.from(head(response.status, response.statusText, headerLinesOf(response.headers), plan, close), "latin1");
 }
 
 const PENDING: unique symbol = Symbol("pending");
@@ -118,7 +117,7 @@ async function writeStream(sink: ResponseSink, response: Response, reader: BodyR
       }
       if (done) break;
       if (!value || value.byteLength === 0) continue;
-      const ok = plan.kind === "chunked" ? sink.write(Buffer.concat(encodeChunk(value))) : sink.write(value);
+      const ok = plan.kind === "chunked" ? writeChunk(sink, value) : sink.write(value);
       if (!ok) await sink.drained();
     }
   } catch {
@@ -157,36 +156,17 @@ async function writeFixed(sink: ResponseSink, response: Response, reader: BodyRe
   return sent === length;
 }
 
-function replyHead(reply: ClusterReply, plan: BodyPlan, close: boolean): string {
-  const status = reply.status;
-  let head = `HTTP/1.1 ${status} ${reply.reason || REASONS[status] || "Unknown"}\r\n${reply.headerLines}`;
-  if (plan.kind === "length") head += `Content-Length: ${plan.length}\r\n`;
-  else if (plan.kind === "chunked") head += "Transfer-Encoding: chunked\r\n";
-  else if (plan.kind === "none" && status !== 204 && status !== 304 && status >= 200) head += "Content-Length: 0\r\n";
-  if (close || plan.kind === "close") head += "Connection: close\r\n";
-  return head + "\r\n";
-}
-
-/** One chunk of the chunked coding in one buffer (one write, one TLS record). */
-function chunk(bytes: Uint8Array): Uint8Array {
-  const size = `${bytes.byteLength.toString(16)}\r\n`;
-  const out = Buffer.allocUnsafe(size.length + bytes.byteLength + 2);
-  out.write(size, 0, "latin1");
-  out.set(bytes, size.length);
-  out[out.length - 2] = 13;
-  out[out.length - 1] = 10;
-  return out;
-}
+const replyHead = (reply: ClusterReply, plan: BodyPlan, close: boolean) => head(reply.status, reply.reason, reply.headerLines, plan, close);
 
 /** Below this a chunk is copied into one buffer (one write, one TLS record); above, the copy costs more than two small writes. */
 const COPY_CHUNK_BELOW = 16 * 1024;
-const CRLF = Buffer.from("\r\n", "latin1");
 
 function writeChunk(sink: ResponseSink, bytes: Uint8Array): boolean {
-  if (bytes.byteLength < COPY_CHUNK_BELOW) return sink.write(chunk(bytes));
-  sink.write(Buffer.from(`${bytes.byteLength.toString(16)}\r\n`, "latin1"));
-  sink.write(bytes);
-  return sink.write(CRLF);
+  const pieces = encodeChunk(bytes);
+  if (bytes.byteLength < COPY_CHUNK_BELOW) return sink.write(Buffer.concat(pieces));
+  let ok = true;
+  for (const piece of pieces) ok = sink.write(piece);
+  return ok;
 }
 
 /**

@@ -154,10 +154,10 @@ export class ClusterAdmission {
       if (identity.delegated) {
         return authorizeDelegatedProxy(identity, parsed.cluster, { method: request.method, path: parsed.path, search: parsed.search, headers: request.headers, upgrade: request.upgrade })
           .then(() => this.plan(request, checks, authenticated, parsed, startedAt, true))
-          .then((admitted) => admitted, refuse);
+          .catch(refuse);
       }
       const admitted = this.plan(request, checks, authenticated, parsed, startedAt, false);
-      return admitted instanceof Promise ? admitted.then((a) => a, refuse) : admitted;
+      return admitted instanceof Promise ? admitted.catch(refuse) : admitted;
     } catch (error) {
       return refuse(error);
     }

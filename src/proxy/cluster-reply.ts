@@ -36,23 +36,6 @@ export interface ClusterReply {
   sent?: (bytesOut: number, complete: boolean) => void;
 }
 
-export function isReply(value: unknown): value is ClusterReply {
-  return typeof value === "object" && value !== null && "headerLines" in value;
-}
-
-/** The value of header `name` (lower case) in a reply's lines, first occurrence; undefined if absent. */
-export function replyHeader(reply: ClusterReply, name: string): string | undefined {
-  const lines = reply.headerLines;
-  let start = 0;
-  while (start < lines.length) {
-    const end = lines.indexOf("\r\n", start);
-    const colon = lines.indexOf(":", start);
-    if (colon > start && colon < end && colon - start === name.length && lines.slice(start, colon).toLowerCase() === name) return lines.slice(colon + 1, end).trim();
-    start = end + 2;
-  }
-  return undefined;
-}
-
 /** A streamed body as a web ReadableStream (for code that reads a body: self reviews, `Response`). */
 export function replyStreamToReadable(stream: ReplyStream): ReadableStream<Uint8Array> {
   let controller!: ReadableStreamDefaultController<Uint8Array>;
@@ -95,7 +78,7 @@ export function replyToResponse(reply: ClusterReply): Response {
 }
 
 /** Response headers that belong to one hop only, or that the writer of a reply sets itself. */
-const NOT_RELAYED = new Set(["connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade", "trailer", "content-length"]);
+export const NOT_RELAYED: ReadonlySet<string> = new Set(["connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade", "trailer", "content-length"]);
 
 /** Header lines for a Response's headers, as a reply carries them. */
 export function headerLinesOf(headers: Headers): string {

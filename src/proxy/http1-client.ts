@@ -3,8 +3,9 @@ import { checkServerIdentity } from "node:tls";
 import type { Socket, SocketHandler } from "bun";
 import { ChunkedDecoder, encodeChunk, LAST_CHUNK } from "./chunked.ts";
 import type { ClusterTls } from "./cluster-transport.ts";
-import type { ClusterReply, ReplySink, ReplyStream } from "./cluster-reply.ts";
+import { NOT_RELAYED, type ClusterReply, type ReplySink, type ReplyStream } from "./cluster-reply.ts";
 import type { PipeEnd } from "./socket-pipe.ts";
+import { connectionTokensOf } from "./upstream-headers.ts";
 
 /**
  * kpass's own HTTP/1.1 client toward clusters, on Bun sockets: one keep-alive pool per cluster
@@ -83,7 +84,6 @@ function descriptorsNearlyExhausted(): boolean {
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "DELETE"]);
 const MAX_RESPONSE_HEAD = 256 * 1024;
 const IDLE_POOL_MAX = 64;
-const RESPONSE_HOP_BY_HOP = new Set(["connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade", "trailer"]);
 
 type BodyMode = { kind: "none" } | { kind: "length"; remaining: number } | { kind: "chunked"; decoder: ChunkedDecoder } | { kind: "close" };
 
@@ -485,7 +485,7 @@ function parseResponseHead(text: string): ParsedResponseHead | string {
     if (!TOKEN.test(name) || BAD_FIELD_CHAR.test(line)) return "malformed header line from cluster";
     const value = line.slice(colon + 1).trim();
     const lower = name.toLowerCase();
-    if (!RESPONSE_HOP_BY_HOP.has(lower) && lower !== "content-length") {
+    if (!NOT_RELAYED.has(lower)) {
       relayed += `${name}: ${value}\r\n`;
       continue;
     }
@@ -496,11 +496,11 @@ function parseResponseHead(text: string): ParsedResponseHead | string {
       contentLength = value;
     }
   }
-  connection = connection.toLowerCase();
+  const tokens = connectionTokensOf(connection);
   // Fields the cluster named in Connection belong to its hop too (RFC 9110 §7.6.1).
-  const named = connection.split(",").map((t) => t.trim()).filter((t) => t !== "" && t !== "close" && t !== "keep-alive" && t !== "upgrade");
+  const named = tokens.filter((t) => t !== "close" && t !== "keep-alive" && t !== "upgrade");
   if (named.length > 0) relayed = relayed.split("\r\n").filter((line) => line !== "" && !named.includes(line.slice(0, line.indexOf(":")).toLowerCase())).map((line) => `${line}\r\n`).join("");
-  const keepAlive = status[1] === "1" ? !/\bclose\b/.test(connection) : /\bkeep-alive\b/.test(connection);
+  const keepAlive = status[1] === "1" ? !tokens.includes("close") : tokens.includes("keep-alive");
   return { status: Number(status[2]), reason: status[3] ?? "", lines: relayed, contentLength: contentLength === undefined ? undefined : Number(contentLength), transferEncoding, keepAlive };
 }
 

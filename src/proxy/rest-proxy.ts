@@ -79,7 +79,8 @@ export function createRestProxy(options: RestProxyOptions): (req: FramedRequest,
       search: plan.target.search,
       headers: plan.headers,
       headerTimeoutMs: options.headerTimeoutMs,
-      streaming: isStreaming(plan.decision.attributes.verb, plan.target.search),
+      // Admission decided it once: a request that holds a stream is a watch or a follow.
+      streaming: admitted.stream !== undefined,
       impersonate: plan.decision.impersonate,
       signal,
     };

@@ -9,11 +9,10 @@ import { clusterProxyAttributes } from "../auth/authorize.ts";
 import { describeAttributes, type RequestAttributes } from "../auth/request-attributes.ts";
 import { narrowRules, passAllows, reviewedAttributes, type AccessReviewSpec, type RulesReviewStatus, type SelfReviewKind } from "../auth/self-review.ts";
 import { ApiError, badRequest } from "../core/status.ts";
-import { readBounded } from "./admission.ts";
+import { readBounded, withBody } from "./admission.ts";
 import { readReviewSpec } from "../auth/review-body.ts";
 import type { ProxyPlan } from "./plan.ts";
 import type { FramedRequest } from "../core/request-context.ts";
-import { withBody } from "./admission.ts";
 
 /** The extra key naming the pass a request came through. */
 export const PASS_EXTRA = "kpass.dev/pass";

@@ -67,15 +67,14 @@ export function impersonationHeaderLines(impersonate: ImpersonationHeaders): [st
   return lines;
 }
 
-/**
- * The one place where a client's headers become a cluster's: identity headers dropped, the
- * cluster's own credential added, impersonation added when configured. `keepUpgrade` keeps the
- * Connection/Upgrade pair an upgrade request needs.
- */
+/** The lower-cased tokens of a Connection header value (repeated lines joined with commas). */
+export function connectionTokensOf(value: string | null): string[] {
+  return value ? value.toLowerCase().split(",").map((t) => t.trim()).filter(Boolean) : [];
+}
+
 /** The lower-cased tokens of the Connection header. */
 export function connectionTokens(headers: Headers): string[] {
-  const value = headers.get("connection");
-  return value ? value.toLowerCase().split(",").map((t) => t.trim()).filter(Boolean) : [];
+  return connectionTokensOf(headers.get("connection"));
 }
 
 /**
@@ -94,6 +93,11 @@ function credentialTemplate(transport: ClusterTransport): Headers {
   return headers;
 }
 
+/**
+ * The one place where a client's headers become a cluster's: identity headers dropped, the
+ * cluster's own credential added, impersonation added when configured. `keepUpgrade` keeps the
+ * Connection/Upgrade pair an upgrade request needs.
+ */
 export function upstreamHeaders(client: Headers, transport: ClusterTransport, impersonate: ImpersonationHeaders | undefined, options: { keepUpgrade?: boolean; rawHeaders?: readonly (readonly [string, string])[] } = {}): Headers {
   // Never written to: every request gets its own copy. Client lines cannot replace the
   // credential, since Authorization is not on the allowlist (and assertClean checks it).
